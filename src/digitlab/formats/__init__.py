@@ -1,0 +1,1 @@
+"""Readers and writers for each digit data format: IDX, npz, Kaggle CSV and image folders."""

@@ -1,0 +1,146 @@
+"""Digit images as files: `root/<label>/*.png` (labelled), a flat folder (unlabelled), one file.
+
+Images that are already 28x28 greyscale load as they are. Other images need MNIST-style
+preparation (cropping, scaling, centring), which is refused here with a clear message.
+"""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.dataset import IMAGE_SIDE, Dataset
+from digitlab.errors import DataError
+from digitlab.outputs import write_folder
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+_DIGIT_FOLDER = re.compile(r"^[0-9]$")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One 28x28 greyscale image file as uint8 (28, 28)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            size, mode = image.size, image.mode
+            if size != (IMAGE_SIDE, IMAGE_SIDE):
+                raise DataError(
+                    path,
+                    f"image is {size[0]}x{size[1]} pixels; digitlab loads 28x28 greyscale digits "
+                    "as they are (resize and centre it as MNIST does first)",
+                )
+            if mode in ("L", "1", "P", "LA", "PA"):
+                return np.asarray(image.convert("L"), dtype=np.uint8)
+            if mode in ("RGB", "RGBA"):
+                channels = np.asarray(image.convert("RGB"))
+                if (channels == channels[..., :1]).all():
+                    return np.ascontiguousarray(channels[..., 0])
+                raise DataError(path, "colour image; digitlab loads greyscale 28x28 digits as they are")
+            raise DataError(path, f"image mode {mode} is not supported; save it as 8-bit greyscale")
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except UnidentifiedImageError:
+        raise DataError(path, "not an image, or a damaged one") from None
+    except Image.DecompressionBombError as error:
+        raise DataError(path, f"refused: {error}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, DataError):
+            raise
+        raise DataError(path, f"cannot decode the image ({error})") from None
+
+
+def _order_key(path: Path) -> tuple:
+    # Files named by their index (as `write` names them) keep their original order.
+    stem = path.stem
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+def _read_many(paths: list[Path]) -> np.ndarray:
+    if not paths:
+        return np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return np.stack(list(pool.map(read_image, paths)))
+
+
+def _visible_entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+    except OSError as error:
+        raise DataError(folder, f"cannot list the folder: {error.strerror or error}") from None
+
+
+def read_folder(folder: str | Path, name: str | None = None) -> Dataset:
+    """A labelled folder (subfolders 0..9) or a flat folder of images."""
+    folder = Path(folder)
+    entries = _visible_entries(folder)
+    subfolders = [entry for entry in entries if entry.is_dir()]
+    images = [entry for entry in entries if entry.is_file() and is_image_file(entry)]
+    name = name or folder.name
+    if subfolders:
+        not_digits = [entry.name for entry in subfolders if not _DIGIT_FOLDER.match(entry.name)]
+        if not_digits:
+            raise DataError(
+                folder, f"subfolders must be named 0..9 by label; found {', '.join(not_digits[:5])}"
+            )
+        if images:
+            raise DataError(
+                folder, f"mixes label folders 0..9 with loose images such as {images[0].name}"
+            )
+        labelled = [
+            (path, int(subfolder.name))
+            for subfolder in subfolders
+            for path in _visible_entries(subfolder)
+            if path.is_file() and is_image_file(path)
+        ]
+        if not labelled:
+            raise DataError(folder, "no images in the label folders 0..9")
+        labelled.sort(key=lambda item: (_order_key(item[0]), item[1]))
+        paths = [path for path, _ in labelled]
+        labels = np.array([label for _, label in labelled], dtype=np.int64)
+        return Dataset(_read_many(paths), labels, name=name, origin=str(folder))
+    if not images:
+        raise DataError(folder, f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no label folders 0..9")
+    images.sort(key=_order_key)
+    return Dataset(_read_many(images), None, name=name, origin=str(folder))
+
+
+def read_file(path: str | Path) -> Dataset:
+    """One image file as an unlabelled dataset of one."""
+    path = Path(path)
+    return Dataset(read_image(path)[None], None, name=path.stem, origin=str(path))
+
+
+def _save_images(folder: Path, dataset: Dataset) -> None:
+    from PIL import Image
+
+    width = max(5, len(str(len(dataset) - 1)))
+    if dataset.labels is not None:
+        for digit in np.unique(dataset.labels):
+            (folder / str(digit)).mkdir()
+    for index, pixels in enumerate(dataset.images):
+        subfolder = folder if dataset.labels is None else folder / str(dataset.labels[index])
+        Image.fromarray(pixels).save(subfolder / f"{index:0{width}d}.png", optimize=False)
+
+
+def write(folder: str | Path, parts: dict[str, Dataset], force: bool = False) -> Path:
+    """Write PNGs named by index: `folder/<label>/<index>.png`, or `folder/<part>/...` for several parts."""
+
+    def fill(temporary: Path) -> None:
+        if len(parts) == 1:
+            _save_images(temporary, next(iter(parts.values())))
+            return
+        for part, dataset in parts.items():
+            (temporary / part).mkdir()
+            _save_images(temporary / part, dataset)
+
+    return write_folder(folder, fill, force)

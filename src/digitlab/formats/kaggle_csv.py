@@ -1,0 +1,178 @@
+"""Kaggle "Digit Recognizer" CSV: train.csv (label, pixel0..pixel783) and test.csv (pixels only).
+
+Well-formed files take the fast path (Arrow's multi-threaded parser). When that parser or the
+range checks find anything wrong, a line-by-line scan finds the first bad line and says what is
+wrong with it, so the fast path never has to know about line numbers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.dataset import IMAGE_SIDE, NUM_CLASSES, Dataset
+from digitlab.errors import DataError
+from digitlab.outputs import write_file
+
+PIXELS = IMAGE_SIDE * IMAGE_SIDE
+PIXEL_COLUMNS = [f"pixel{index}" for index in range(PIXELS)]
+_WELL_FORMED_VALUE = re.compile(r"\d{1,3}")
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line break), counting from 1."""
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            yield number, line.rstrip("\r\n")
+
+
+def read_header(path: Path) -> list[str]:
+    """The column names, checked against Kaggle's layout."""
+    try:
+        first = next(_lines(path), None)
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, expected a CSV file") from None
+    except (OSError, EOFError) as error:
+        raise DataError(path, f"cannot read: {error}") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "not a text file (CSV expected)", "line 1") from None
+    if first is None or not first[1].strip():
+        raise DataError(path, "the file is empty")
+    columns = [name.strip().strip('"') for name in first[1].split(",")]
+    labelled = columns[:1] == ["label"]
+    expected = (["label"] if labelled else []) + PIXEL_COLUMNS
+    if columns != expected:
+        found = next(
+            (position for position, (got, want) in enumerate(zip(columns, expected)) if got != want),
+            min(len(columns), len(expected)),
+        )
+        detail = (
+            f"column {found + 1} is {columns[found]!r}, expected {expected[found]!r}"
+            if found < min(len(columns), len(expected))
+            else f"{len(columns)} columns, expected {len(expected)}"
+        )
+        raise DataError(
+            path,
+            "header is not Kaggle's 'label,pixel0,...,pixel783' (train.csv) or "
+            f"'pixel0,...,pixel783' (test.csv): {detail}",
+            "line 1",
+        )
+    return columns
+
+
+def _problem_in_value(token: str, column: str) -> str | None:
+    value = token.strip().strip('"')
+    if value == "":
+        return f"{column} is empty"
+    try:
+        number = int(value)
+    except ValueError:
+        return f"{column} is {value!r}, not a whole number"
+    if column == "label":
+        return None if 0 <= number < NUM_CLASSES else f"label {number} is outside 0..9"
+    return None if 0 <= number <= 255 else f"{column} is {number}, outside 0..255"
+
+
+def find_bad_line(path: Path, columns: list[str]) -> DataError | None:
+    """The first line that is not a valid row, as an error naming it; None if all are valid."""
+    rows = 0
+    for number, line in _lines(path):
+        if number == 1:
+            continue
+        if not line.strip():
+            continue
+        rows += 1
+        tokens = line.split(",")
+        if len(tokens) != len(columns):
+            return DataError(path, f"{len(tokens)} values, expected {len(columns)}", f"line {number}")
+        if all(_WELL_FORMED_VALUE.fullmatch(token) for token in tokens):
+            numbers = [int(token) for token in tokens]
+            if max(numbers) <= 255 and (columns[0] != "label" or numbers[0] < NUM_CLASSES):
+                continue
+        for token, column in zip(tokens, columns):
+            problem = _problem_in_value(token, column)
+            if problem:
+                return DataError(path, problem, f"line {number}")
+    if rows == 0:
+        return DataError(path, "has a header but no rows")
+    return None
+
+
+def _read_fast(path: Path, columns: list[str]) -> np.ndarray | None:
+    """All values as int16 (rows, columns), or None when anything is off."""
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
+    try:
+        table = arrow_csv.read_csv(
+            path,
+            read_options=arrow_csv.ReadOptions(column_names=columns, skip_rows=1),
+            convert_options=arrow_csv.ConvertOptions(
+                column_types={name: pa.int16() for name in columns}, strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError):
+        return None
+    if table.num_rows == 0 or any(column.null_count for column in table.columns):
+        return None
+    values = np.column_stack([column.to_numpy() for column in table.columns])
+    pixels = values[:, 1:] if columns[0] == "label" else values
+    if pixels.min() < 0 or pixels.max() > 255:
+        return None
+    if columns[0] == "label" and (values[:, 0].min() < 0 or values[:, 0].max() >= NUM_CLASSES):
+        return None
+    return values
+
+
+def read(path: str | Path) -> Dataset:
+    """A Kaggle train.csv (labelled) or test.csv (unlabelled) file, .csv or .csv.gz."""
+    path = Path(path)
+    columns = read_header(path)
+    values = _read_fast(path, columns)
+    if values is None:
+        error = find_bad_line(path, columns)
+        if error is not None:
+            raise error
+        raise DataError(path, "could not be read as a Kaggle CSV file")
+    labelled = columns[0] == "label"
+    pixels = values[:, 1:] if labelled else values
+    images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
+    labels = values[:, 0].astype(np.int64) if labelled else None
+    name = path.name.removesuffix(".gz").removesuffix(".csv")
+    return Dataset(images, labels, name=name, origin=str(path))
+
+
+def write(path: str | Path, dataset: Dataset, force: bool = False, with_labels: bool = True) -> Path:
+    """Write in Kaggle's layout; unlabelled data (or with_labels=False) gives test.csv's layout."""
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
+    pixels = dataset.images.reshape(len(dataset), PIXELS)
+    arrays = [pa.array(pixels[:, index]) for index in range(PIXELS)]
+    names = list(PIXEL_COLUMNS)
+    if with_labels and dataset.labels is not None:
+        arrays.insert(0, pa.array(dataset.labels.astype(np.uint8)))
+        names.insert(0, "label")
+    table = pa.table(arrays, names=names)
+    options = arrow_csv.WriteOptions(quoting_style="none")
+
+    def write_table(temporary: Path) -> None:
+        if temporary.suffix == ".gz":
+            with pa.CompressedOutputStream(str(temporary), "gzip") as stream:
+                arrow_csv.write_csv(table, stream, write_options=options)
+        else:
+            arrow_csv.write_csv(table, str(temporary), write_options=options)
+
+    return write_file(path, write_table, force)

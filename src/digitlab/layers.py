@@ -1,0 +1,163 @@
+"""Keras layers that digitlab's models need and Keras 3 no longer ships."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import activations, initializers, ops
+
+
+def _pair(value: int | tuple[int, int] | list[int], option: str) -> tuple[int, int]:
+    """Return `value` as (rows, columns) of positive integers, or raise naming `option`."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(item, int) and item > 0 for item in pair):
+        raise ValueError(f"{option} must be a positive integer or a pair of them; got {option}={value!r}")
+    return pair
+
+
+@keras.saving.register_keras_serializable(package="digitlab")
+class LocallyConnected2D(keras.layers.Layer):
+    """A 2D convolution whose weights are not shared between output positions.
+
+    For every output position (i, j) and filter f the output is the sum, over
+    the kernel window and the input channels, of input times `kernel[i, j, ...]`,
+    plus `bias[i, j, f]`. Inputs are channels_last, (batch, rows, columns, channels),
+    and only `padding="valid"` is supported. The weights have the same shapes
+    and parameter count as the Keras 2 layer of the same name:
+    kernel (out_rows, out_columns, kernel_rows * kernel_columns * channels, filters)
+    with the window flattened in (row, column, channel) order, and
+    bias (out_rows, out_columns, filters).
+
+    Args:
+        filters: Number of output channels.
+        kernel_size: Window size, an integer or (rows, columns).
+        strides: Step between windows, an integer or (rows, columns).
+        padding: Only "valid".
+        activation: Activation applied to the output, or None.
+        use_bias: Whether to add a bias per output position and filter.
+        kernel_initializer: Initializer for the kernel.
+        bias_initializer: Initializer for the bias.
+        **kwargs: Passed on to `keras.layers.Layer` (name, dtype, ...).
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid",
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or filters <= 0:
+            raise ValueError(f"filters must be a positive integer; got filters={filters!r}")
+        if not isinstance(padding, str) or padding.lower() != "valid":
+            raise ValueError(f"LocallyConnected2D supports only padding='valid'; got padding={padding!r}")
+        self.filters = filters
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = "valid"
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def _output_size(self, input_shape: tuple[int | None, ...]) -> tuple[int, int]:
+        rows, columns = input_shape[1], input_shape[2]
+        if rows is None or columns is None:
+            raise ValueError(f"LocallyConnected2D needs known input rows and columns; got input shape {input_shape}")
+        output_rows = (rows - self.kernel_size[0]) // self.strides[0] + 1
+        output_columns = (columns - self.kernel_size[1]) // self.strides[1] + 1
+        if output_rows <= 0 or output_columns <= 0:
+            raise ValueError(
+                f"kernel_size={self.kernel_size} does not fit in an input of {rows}x{columns} "
+                "with padding='valid'"
+            )
+        return output_rows, output_columns
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"LocallyConnected2D needs a known number of input channels; got {input_shape}")
+        self.output_rows, self.output_columns = self._output_size(input_shape)
+        window_size = self.kernel_size[0] * self.kernel_size[1] * channels
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.output_rows, self.output_columns, window_size, self.filters),
+            initializer=self._per_position_initializer(),
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.output_rows, self.output_columns, self.filters),
+                initializer=self.bias_initializer,
+            )
+        else:
+            self.bias = None
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
+
+    def _per_position_initializer(self) -> Any:
+        # Variance-scaling initializers (glorot, he, lecun) read the two position
+        # axes as a receptive field, as with Keras 2's layer, and so shrink the
+        # variance by the number of positions; scaling it back up initialises
+        # each position like a Conv2D kernel of the same window.
+        initializer = self.kernel_initializer
+        if not isinstance(initializer, initializers.VarianceScaling) or getattr(initializer, "input_axes", None):
+            return initializer
+        return initializers.VarianceScaling(
+            scale=initializer.scale * self.output_rows * self.output_columns,
+            mode=initializer.mode,
+            distribution=initializer.distribution,
+            seed=initializer.seed,
+        )
+
+    def call(self, inputs: Any) -> Any:
+        patches = self._patches(inputs)
+        outputs = ops.einsum("bijk,ijkf->bijf", patches, self.kernel)
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def _patches(self, inputs: Any) -> Any:
+        """(batch, out_rows, out_columns, window) with the window in (row, column, channel) order."""
+        row_stride, column_stride = self.strides
+        row_span = row_stride * (self.output_rows - 1) + 1
+        column_span = column_stride * (self.output_columns - 1) + 1
+        # One strided slice per window offset; slicing copies values exactly.
+        offsets = [
+            inputs[:, row : row + row_span : row_stride, column : column + column_span : column_stride, :]
+            for row in range(self.kernel_size[0])
+            for column in range(self.kernel_size[1])
+        ]
+        patches = ops.stack(offsets, axis=3)
+        window_size = self.kernel_size[0] * self.kernel_size[1] * inputs.shape[-1]
+        return ops.reshape(patches, (-1, self.output_rows, self.output_columns, window_size))
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        output_rows, output_columns = self._output_size(input_shape)
+        return (input_shape[0], output_rows, output_columns, self.filters)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
