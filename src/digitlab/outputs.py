@@ -33,6 +33,13 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _write_failed(path: Path, error: OSError) -> DigitlabError:
     reason = error.strerror or str(error)
     return DigitlabError(f"cannot write {path}: {reason}; nothing there was changed")
@@ -52,7 +59,7 @@ def write_file(path: str | Path, write: Callable[[Path], None], force: bool = Fa
     except OSError as error:
         raise _write_failed(path, error) from error
     finally:
-        temporary.unlink(missing_ok=True)
+        _remove_quietly(temporary)
     return path
 
 

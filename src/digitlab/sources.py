@@ -77,6 +77,7 @@ def _read_folder(folder: Path) -> dict[str, Dataset]:
         return {part_name_for(path): _read_file(path)[part_name_for(path)] for path in kaggle_files}
     part_folders = [entry for entry in entries if entry.is_dir() and entry.name in _PART_FOLDERS]
     if part_folders:
+        part_folders.sort(key=lambda entry: _PART_FOLDERS.index(entry.name))
         return {entry.name: image_folder.read_folder(entry, name=entry.name) for entry in part_folders}
     if any(entry.is_dir() for entry in entries) or any(image_folder.is_image_file(path) for path in files):
         return {part_name_for(folder): image_folder.read_folder(folder)}

@@ -9,7 +9,7 @@ def validation_count(total: int, validation: float | int) -> int:
     """How many of `total` images a validation size (fraction or count) stands for."""
     if isinstance(validation, bool) or not isinstance(validation, (int, float, np.number)):
         raise ValueError(f"validation size must be a fraction or a count, got {validation!r}")
-    if isinstance(validation, (float, np.floating)) and not float(validation).is_integer():
+    if isinstance(validation, (float, np.floating)):
         if not 0.0 < validation < 1.0:
             raise ValueError(f"validation fraction must be between 0 and 1, got {validation}")
         count = round(total * float(validation))

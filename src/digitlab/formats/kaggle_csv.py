@@ -166,13 +166,15 @@ def write(path: str | Path, dataset: Dataset, force: bool = False, with_labels: 
         arrays.insert(0, pa.array(dataset.labels.astype(np.uint8)))
         names.insert(0, "label")
     table = pa.table(arrays, names=names)
-    options = arrow_csv.WriteOptions(quoting_style="none")
+    header = (",".join(names) + "\n").encode()
+    options = arrow_csv.WriteOptions(include_header=False, quoting_style="none")
 
     def write_table(temporary: Path) -> None:
-        if temporary.suffix == ".gz":
-            with pa.CompressedOutputStream(str(temporary), "gzip") as stream:
-                arrow_csv.write_csv(table, stream, write_options=options)
-        else:
-            arrow_csv.write_csv(table, str(temporary), write_options=options)
+        with pa.OSFile(str(temporary), "wb") as raw:
+            stream = pa.CompressedOutputStream(raw, "gzip") if temporary.suffix == ".gz" else raw
+            stream.write(header)
+            arrow_csv.write_csv(table, stream, write_options=options)
+            if stream is not raw:
+                stream.close()
 
     return write_file(path, write_table, force)

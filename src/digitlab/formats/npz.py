@@ -70,9 +70,13 @@ def read(path: str | Path) -> dict[str, Dataset]:
                     if labels_key in keys
                     else None
                 )
+            except DataError:
+                raise
             except ValueError as error:
-                if isinstance(error, DataError):
-                    raise
+                if "allow_pickle" in str(error):
+                    raise DataError(
+                        path, f"array {key} holds Python objects, which digitlab never loads (unsafe)"
+                    ) from None
                 raise DataError(path, f"cannot read array {key}: {error}") from None
             except (zipfile.BadZipFile, OSError, EOFError) as error:
                 raise DataError(path, f"damaged array in the archive ({error})") from None
