@@ -40,6 +40,7 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     """No test reads or fills the user's real cache, or reaches the internet."""
     monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("DIGITLAB_MIRRORS", "http://127.0.0.1:9/")
+    monkeypatch.delenv("DIGITLAB_OFFLINE", raising=False)
 
 
 class CliResult:
