@@ -22,9 +22,14 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Look at and convert digit data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+recipes_app = typer.Typer(help="Training recipes (model + training options).", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
 
-console = Console()
-error_console = Console(stderr=True)
+# Output read by programs or saved to files is not cut at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 120)
+error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 SourceArgument = Annotated[
     str,
@@ -145,6 +150,210 @@ def data_convert(
     written = convert(parts, destination, to=to, force=force, kaggle=kaggle)
     sizes = ", ".join(f"{part} {len(dataset):,}" for part, dataset in parts.items())
     console.print(f"wrote {written} ({sizes})")
+
+
+def _keras_quietly() -> None:
+    from digitlab.backend import keras
+
+    keras()
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The registered models with their sizes."""
+    _keras_quietly()
+    from digitlab import models
+
+    table = Table("model", "parameters", "layers")
+    for name in models.names():
+        table.add_row(name, f"{models.create(name).count_params():,}", models.describe(name))
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="A name from `digitlab models list`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the diagram PNG.")] = Path("."),
+    force: ForceOption = False,
+) -> None:
+    """Print a model's Keras summary and write its architecture diagram as PNG."""
+    _keras_quietly()
+    from digitlab import models, plots
+
+    model = models.create(name)
+    model.summary(print_fn=lambda line, **_: console.print(line, markup=False, highlight=False))
+    path = plots.save(plots.model_diagram(model), out / f"{name}.png", force)
+    console.print(f"wrote {path}")
+
+
+@recipes_app.command("list")
+def recipes_list() -> None:
+    """The recipes shipped with digitlab."""
+    from digitlab.config import recipe_settings, recipe_names, recipe_summary
+
+    table = Table("recipe", "model", "epochs", "batch", "optimizer", "schedule")
+    for name in recipe_names():
+        settings = recipe_settings(name)
+        table.add_row(
+            name, settings.get("model", ""), str(settings.get("epochs", "")), str(settings.get("batch_size", "")),
+            settings.get("optimizer", ""), settings.get("schedule", "constant"),
+        )
+    console.print(table)
+    for name in recipe_names():
+        console.print(f"[bold]{name}[/bold]: {recipe_summary(name)}", highlight=False)
+
+
+@recipes_app.command("show")
+def recipes_show(name: Annotated[str, typer.Argument(help="A recipe name.")]) -> None:
+    """Print a recipe resolved over the defaults, as TOML."""
+    from digitlab.config import resolve, to_toml
+
+    print(to_toml(resolve(recipe=name).as_dict()), end="")
+
+
+def _validation_value(text: str | None) -> float | int | str | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+@app.command("train")
+def train_command(
+    recipe: Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (see `digitlab recipes list`).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of options; overrides the recipe.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Training data source (default mnist).")] = None,
+    validation: Annotated[Optional[str], typer.Option(help="Validation fraction (0.1), count (5000) or source.")] = None,
+    test: Annotated[Optional[str], typer.Option(help="Labelled data to report on (default: the source's test part).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (see `digitlab models list`).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one pass).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw, rmsprop or sgd.")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Initial (peak) learning rate.")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="constant, exponential, plateau, cosine or one-cycle.")] = None,
+    rotation: Annotated[Optional[float], typer.Option(help="Augmentation: rotation range in degrees.")] = None,
+    zoom: Annotated[Optional[float], typer.Option(help="Augmentation: zoom range (fraction).")] = None,
+    width_shift: Annotated[Optional[float], typer.Option(help="Augmentation: horizontal shift (fraction).")] = None,
+    height_shift: Annotated[Optional[float], typer.Option(help="Augmentation: vertical shift (fraction).")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option()] = None,
+    early_stopping: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without improvement.")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all).")] = None,
+    train_limit: Annotated[Optional[int], typer.Option(min=1, help="Train on a stratified subset of this many images.")] = None,
+    tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard", help="Also write TensorBoard logs.")] = None,
+    runs_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
+) -> None:
+    """Train a model; writes runs/<time>-<recipe>/ with the model, history, figures and report."""
+    from digitlab.config import resolve
+
+    augmentation = {key: value for key, value in (
+        ("rotation", rotation), ("zoom", zoom), ("width_shift", width_shift), ("height_shift", height_shift)
+    ) if value is not None}
+    overrides = {
+        "data": data, "validation": _validation_value(validation), "test": test, "model": model,
+        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
+        "optimizer": optimizer, "learning_rate": learning_rate, "schedule": schedule,
+        "label_smoothing": label_smoothing, "early_stopping_patience": early_stopping, "seed": seed,
+        "threads": threads, "train_limit": train_limit, "tensorboard": tensorboard, "runs_dir": runs_dir,
+    }
+    if augmentation:
+        overrides["augmentation"] = augmentation
+    chosen = resolve(recipe=recipe or ("keras-example" if config is None else None),
+                     config_file=config, overrides=overrides)
+    _keras_quietly()
+    from digitlab.train import train
+
+    run = train(chosen, offline=_Settings.offline)
+    figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in run.metrics.items()
+                        if key.endswith("accuracy"))
+    console.print(f"[bold]{run.path}[/bold]: {figures}; {run.metrics['training_seconds']:.1f} s of training")
+    console.print(f"report: {run.path / 'report.html'}")
+
+
+def _print_evaluation(evaluation) -> None:
+    console.print(f"accuracy {evaluation.accuracy:.2%}   loss {evaluation.loss:.4f}   "
+                  f"macro F1 {evaluation.macro_f1:.4f}   ({len(evaluation.labels):,} images)")
+    confusion = Table("true \\ predicted", *[str(digit) for digit in range(10)], title="confusion matrix")
+    for digit, row in enumerate(evaluation.confusion):
+        confusion.add_row(str(digit), *[str(count) for count in row])
+    console.print(confusion)
+    per_class = Table("digit", "precision", "recall", "F1", "images", title="per class")
+    for entry in evaluation.per_class:
+        per_class.add_row(str(entry["digit"]), f"{entry['precision']:.4f}", f"{entry['recall']:.4f}",
+                          f"{entry['f1']:.4f}", str(entry["support"]))
+    console.print(per_class)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    data: Annotated[str, typer.Option(help="Labelled data to evaluate on.")] = "mnist:test",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the report (default: beside the model).")] = None,
+    force: ForceOption = False,
+) -> None:
+    """Accuracy, loss, confusion matrix and per-class figures, printed and drawn."""
+    _keras_quietly()
+    from digitlab.evaluate import evaluate
+    from digitlab.modelio import input_adapter, load_model
+    from digitlab.outputs import check_new
+    from digitlab.report import write_report
+    from digitlab.sources import load
+
+    dataset = load(data, offline=_Settings.offline)
+    folder = out or (model if model.is_dir() else model.parent) / f"evaluation-{dataset.name}"
+    check_new(folder, force)
+    loaded = load_model(model)
+    evaluation = evaluate(input_adapter(loaded), dataset)
+    _print_evaluation(evaluation)
+    report = write_report(folder, evaluation, dataset, None, title=f"{model.name} on {dataset.name}",
+                          details={"model": str(model), "data": data})
+    console.print(f"report: {report}")
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    source: SourceArgument,
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV of id, label and the 10 probabilities.")] = Path("predictions.csv"),
+    force: ForceOption = False,
+) -> None:
+    """Predict every image of a source; writes id, predicted label and probabilities as CSV."""
+    _keras_quietly()
+    from digitlab.modelio import load_model
+    from digitlab.outputs import check_new
+    from digitlab.predict import predict_probabilities, write_predictions
+
+    check_new(output, force)
+    loaded = load_model(model)
+    parts = _load_parts(source)
+    dataset = next(iter(parts.values())) if len(parts) == 1 else parts.get("test", next(iter(parts.values())))
+    probabilities = predict_probabilities(loaded, dataset.images)
+    write_predictions(output, dataset, probabilities, force)
+    counts = ", ".join(f"{digit}: {count}" for digit, count in enumerate(
+        __import__("numpy").bincount(probabilities.argmax(axis=1), minlength=10)))
+    console.print(f"wrote {output} ({len(dataset):,} images; predicted {counts})")
+
+
+@app.command("submit")
+def submit_command(
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    test_csv: Annotated[str, typer.Argument(help="Kaggle's test.csv (or any source of images).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The submission file.")] = Path("submission.csv"),
+    force: ForceOption = False,
+) -> None:
+    """Write a Kaggle submission (ImageId,Label) for test.csv."""
+    _keras_quietly()
+    from digitlab.predict import submit
+
+    path = submit(model, test_csv, output, force=force)
+    console.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from digitlab.errors import DataError
@@ -34,3 +35,15 @@ def read_bytes(path: Path) -> bytes:
     if not data:
         raise DataError(path, "the file is empty once decompressed")
     return data
+
+
+def first_bytes(path: Path, count: int, error_type: Callable[[Path, str], Exception] = DataError) -> bytes:
+    """The first `count` bytes of a file; an error of `error_type(path, problem)` if it is empty or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(count)
+    except OSError as error:
+        raise error_type(path, f"cannot read: {error.strerror or error}") from None
+    if not start:
+        raise error_type(path, "the file is empty")
+    return start

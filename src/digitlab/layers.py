@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
-from keras import activations, initializers, ops
+from digitlab.backend import keras as _started_keras
+
+keras = _started_keras()
+activations, constraints, initializers, ops, regularizers = (
+    keras.activations, keras.constraints, keras.initializers, keras.ops, keras.regularizers
+)
 
 
 def _pair(value: int | tuple[int, int] | list[int], option: str) -> tuple[int, int]:
@@ -16,18 +20,25 @@ def _pair(value: int | tuple[int, int] | list[int], option: str) -> tuple[int, i
     return pair
 
 
+def _fan(mode: str, fan_in: int, fan_out: int) -> float:
+    """The fan a variance-scaling initializer with `mode` divides its scale by."""
+    return {"fan_in": fan_in, "fan_out": fan_out}.get(mode, (fan_in + fan_out) / 2)
+
+
 @keras.saving.register_keras_serializable(package="digitlab")
 class LocallyConnected2D(keras.layers.Layer):
     """A 2D convolution whose weights are not shared between output positions.
 
     For every output position (i, j) and filter f the output is the sum, over
-    the kernel window and the input channels, of input times `kernel[i, j, ...]`,
-    plus `bias[i, j, f]`. Inputs are channels_last, (batch, rows, columns, channels),
-    and only `padding="valid"` is supported. The weights have the same shapes
-    and parameter count as the Keras 2 layer of the same name:
-    kernel (out_rows, out_columns, kernel_rows * kernel_columns * channels, filters)
-    with the window flattened in (row, column, channel) order, and
-    bias (out_rows, out_columns, filters).
+    the kernel window and the input channels, of input times the kernel of
+    position (i, j), plus `bias[i, j, f]`. Inputs are channels_last,
+    (batch, rows, columns, channels), and only `padding="valid"` is supported.
+
+    The weights are those of Keras 2's layer of the same name (its default
+    `implementation=1`), so Keras 2 .h5 files load unchanged: kernel
+    (out_rows * out_columns, kernel_rows * kernel_columns * channels, filters),
+    positions in row-major order and each window flattened in (row, column,
+    channel) order, and bias (out_rows, out_columns, filters).
 
     Args:
         filters: Number of output channels.
@@ -38,7 +49,11 @@ class LocallyConnected2D(keras.layers.Layer):
         use_bias: Whether to add a bias per output position and filter.
         kernel_initializer: Initializer for the kernel.
         bias_initializer: Initializer for the bias.
-        **kwargs: Passed on to `keras.layers.Layer` (name, dtype, ...).
+        kernel_regularizer, bias_regularizer: Optional weight regularizers.
+        kernel_constraint, bias_constraint: Optional weight constraints.
+        data_format: Only "channels_last" (or None); accepted for Keras 2 configs.
+        implementation: Only 1; accepted for Keras 2 configs.
+        **kwargs: Passed on to `keras.layers.Layer` (name, dtype, activity_regularizer, ...).
     """
 
     def __init__(
@@ -51,6 +66,12 @@ class LocallyConnected2D(keras.layers.Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        data_format: str | None = None,
+        implementation: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,6 +79,15 @@ class LocallyConnected2D(keras.layers.Layer):
             raise ValueError(f"filters must be a positive integer; got filters={filters!r}")
         if not isinstance(padding, str) or padding.lower() != "valid":
             raise ValueError(f"LocallyConnected2D supports only padding='valid'; got padding={padding!r}")
+        if data_format not in (None, "channels_last"):
+            raise ValueError(
+                f"LocallyConnected2D supports only data_format='channels_last'; got data_format={data_format!r}"
+            )
+        if implementation != 1:
+            raise ValueError(
+                f"LocallyConnected2D supports only implementation=1 (Keras 2's default weight layout); "
+                f"got implementation={implementation!r}"
+            )
         self.filters = filters
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
@@ -66,6 +96,10 @@ class LocallyConnected2D(keras.layers.Layer):
         self.use_bias = use_bias
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def _output_size(self, input_shape: tuple[int | None, ...]) -> tuple[int, int]:
@@ -89,45 +123,54 @@ class LocallyConnected2D(keras.layers.Layer):
         window_size = self.kernel_size[0] * self.kernel_size[1] * channels
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(self.output_rows, self.output_columns, window_size, self.filters),
-            initializer=self._per_position_initializer(),
+            shape=(self.output_rows * self.output_columns, window_size, self.filters),
+            initializer=self._per_position_initializer(window_size),
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         if self.use_bias:
             self.bias = self.add_weight(
                 name="bias",
                 shape=(self.output_rows, self.output_columns, self.filters),
                 initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
         else:
             self.bias = None
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: channels})
 
-    def _per_position_initializer(self) -> Any:
-        # Variance-scaling initializers (glorot, he, lecun) read the two position
-        # axes as a receptive field, as with Keras 2's layer, and so shrink the
-        # variance by the number of positions; scaling it back up initialises
-        # each position like a Conv2D kernel of the same window.
+    def _per_position_initializer(self, window_size: int) -> Any:
+        # Variance-scaling initializers (glorot, he, lecun) would read the
+        # position axis as a receptive field, as Keras 2's layer did, and so
+        # shrink the weights by the number of positions; rescale them so that
+        # each position starts like a Conv2D kernel with the same window.
         initializer = self.kernel_initializer
         if not isinstance(initializer, initializers.VarianceScaling) or getattr(initializer, "input_axes", None):
             return initializer
+        positions = self.output_rows * self.output_columns
+        window_cells = self.kernel_size[0] * self.kernel_size[1]
+        seen_fan = _fan(initializer.mode, positions * window_size, positions * self.filters)
+        convolution_fan = _fan(initializer.mode, window_size, window_cells * self.filters)
         return initializers.VarianceScaling(
-            scale=initializer.scale * self.output_rows * self.output_columns,
+            scale=initializer.scale * seen_fan / convolution_fan,
             mode=initializer.mode,
             distribution=initializer.distribution,
             seed=initializer.seed,
         )
 
     def call(self, inputs: Any) -> Any:
-        patches = self._patches(inputs)
-        outputs = ops.einsum("bijk,ijkf->bijf", patches, self.kernel)
+        positions = (self.output_rows, self.output_columns)
+        window_size = self.kernel.shape[1]
+        patches = ops.reshape(self._patches(inputs), (-1, *positions, window_size))
+        kernel = ops.reshape(self.kernel, (*positions, window_size, self.filters))
+        outputs = ops.einsum("bijk,ijkf->bijf", patches, kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return outputs
+        return self.activation(outputs)
 
     def _patches(self, inputs: Any) -> Any:
-        """(batch, out_rows, out_columns, window) with the window in (row, column, channel) order."""
+        """(batch, out_rows, out_columns, window cells, channels), cells in (row, column) order."""
         row_stride, column_stride = self.strides
         row_span = row_stride * (self.output_rows - 1) + 1
         column_span = column_stride * (self.output_columns - 1) + 1
@@ -137,9 +180,7 @@ class LocallyConnected2D(keras.layers.Layer):
             for row in range(self.kernel_size[0])
             for column in range(self.kernel_size[1])
         ]
-        patches = ops.stack(offsets, axis=3)
-        window_size = self.kernel_size[0] * self.kernel_size[1] * inputs.shape[-1]
-        return ops.reshape(patches, (-1, self.output_rows, self.output_columns, window_size))
+        return ops.stack(offsets, axis=3)
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         output_rows, output_columns = self._output_size(input_shape)
@@ -157,6 +198,11 @@ class LocallyConnected2D(keras.layers.Layer):
                 "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint),
+                "data_format": "channels_last",
             }
         )
         return config

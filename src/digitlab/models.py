@@ -22,11 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-import keras
-from keras import layers
-
+from digitlab.backend import keras as _started_keras
 from digitlab.errors import DigitlabError
 from digitlab.layers import LocallyConnected2D
+
+keras = _started_keras()
+layers = keras.layers
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -35,10 +36,10 @@ __all__ = [
     "UnknownModelError",
     "UserModelsError",
     "create",
+    "default_options",
     "describe",
     "load_user_models",
     "names",
-    "options",
     "register",
     "register_model",
 ]
@@ -115,8 +116,10 @@ def register_model(name: str, description: str, *, replace: bool = False) -> Cal
 
     Example, in a file given to `load_user_models`::
 
-        import digitlab.models
+        import keras
         from keras import layers
+
+        import digitlab.models
 
         @digitlab.models.register_model("my-dense", "Flatten > Dense 128 > Dense 10")
         def my_dense(hidden_units: int = 128) -> keras.Model:
@@ -140,7 +143,7 @@ def describe(name: str) -> str:
     return _entry(name).description
 
 
-def options(name: str) -> dict[str, Any]:
+def default_options(name: str) -> dict[str, Any]:
     """The keyword options that model `name` takes, with their defaults."""
     parameters = inspect.signature(_entry(name).builder).parameters.values()
     return {
@@ -239,7 +242,7 @@ def _check_options(entry: _Entry, given: dict[str, Any]) -> None:
     parameters = inspect.signature(entry.builder).parameters.values()
     if any(parameter.kind == parameter.VAR_KEYWORD for parameter in parameters):
         return
-    accepted = options(entry.name)
+    accepted = default_options(entry.name)
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         takes = ", ".join(accepted) if accepted else "no options"
@@ -272,7 +275,10 @@ def _conv_relu_batchnorm(
     kernel_initializer: str = "glorot_uniform",
 ) -> keras.KerasTensor:
     """Conv2D with ReLU, then BatchNormalization (the order of the original notebooks)."""
-    x = layers.Conv2D(filters, kernel_size, padding=padding, activation="relu", kernel_initializer=kernel_initializer)(x)
+    convolution = layers.Conv2D(
+        filters, kernel_size, padding=padding, activation="relu", kernel_initializer=kernel_initializer
+    )
+    x = convolution(x)
     return layers.BatchNormalization()(x)
 
 
@@ -330,7 +336,7 @@ def locally_connected(dropout_rate: float = 0.2) -> keras.Model:
     return _classifier_model(inputs, x, "locally-connected")
 
 
-@register_model("tiny-convnet", "Conv10 3x3 > MaxPool > Conv5 3x3 > MaxPool > Flatten > Dense10 (ReLU); under 2k weights")
+@register_model("tiny-convnet", "Conv10 3x3 > MaxPool > Conv5 3x3 > MaxPool > Flatten > Dense10 (ReLU)")
 def tiny_convnet() -> keras.Model:
     """A deliberately tiny network: how far do two thin convolutions get?"""
     inputs, x = _digit_input()
@@ -362,7 +368,7 @@ def four_conv_dropout(dropout_rate: float = 0.25) -> keras.Model:
 @register_model(
     "five-conv-batchnorm",
     "[Conv64 5x5 > BN] x2 > MaxPool > Dropout .25 > [Conv64 3x3 > BN] x2 > MaxPool > Dropout .25 > "
-    "Conv64 3x3 > BN > Dropout .25 > Flatten > Dense256 > BN > Dropout .25 > Dense10 (same, ReLU); 1,022,858 weights",
+    "Conv64 3x3 > BN > Dropout .25 > Flatten > Dense256 > BN > Dropout .25 > Dense10 (same, ReLU)",
 )
 def five_conv_batchnorm(dropout_rate: float = 0.25) -> keras.Model:
     """The notebook model with 1,022,858 parameters, 1,021,706 of them trainable."""
@@ -384,7 +390,7 @@ def five_conv_batchnorm(dropout_rate: float = 0.25) -> keras.Model:
 @register_model(
     "simple-convnet",
     "Keras example 'Simple MNIST convnet': Conv32 3x3 > MaxPool > Conv64 3x3 > MaxPool > Flatten > "
-    "Dropout .5 > Dense10 (ReLU); 34,826 weights",
+    "Dropout .5 > Dense10 (ReLU)",
 )
 def simple_convnet(dropout_rate: float = 0.5) -> keras.Model:
     """The convnet of the Keras example "Simple MNIST convnet"."""
@@ -401,7 +407,7 @@ def simple_convnet(dropout_rate: float = 0.5) -> keras.Model:
 @register_model(
     "gap-convnet",
     "Fast modern net: [Conv 3x3 > BN > ReLU] 16 > MaxPool > 32, 32 > MaxPool > 64, 64 > "
-    "GlobalAveragePool > Dropout .2 > Dense10; ~70k weights",
+    "GlobalAveragePool > Dropout .2 > Dense10",
 )
 def gap_convnet(width: int = 16, dropout_rate: float = 0.2) -> keras.Model:
     """Batch-normalised 3x3 convolutions and global average pooling: few weights, quick to train.

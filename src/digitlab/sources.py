@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from digitlab.compressed import first_bytes
 from digitlab.dataset import Dataset
 from digitlab.errors import DataError
 from digitlab.formats import idx, image_folder, kaggle_csv, npz
@@ -88,13 +89,7 @@ def _read_folder(folder: Path) -> dict[str, Dataset]:
 
 
 def _read_file(path: Path) -> dict[str, Dataset]:
-    try:
-        with open(path, "rb") as handle:
-            start = handle.read(4)
-    except OSError as error:
-        raise DataError(path, f"cannot read: {error.strerror or error}") from None
-    if not start:
-        raise DataError(path, "the file is empty")
+    start = first_bytes(path, 4)
     name = path.name.lower()
     part = part_name_for(path)
     if name.endswith((".csv", ".csv.gz")):

@@ -1,0 +1,44 @@
+"""Importing Keras once, quietly: TensorFlow's start-up log lines are noise to digitlab's users."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from types import ModuleType
+
+_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog|To enable the following instructions"
+    r"|[IWE]\d{4} .*(port\.cc|cudart_stub|cuda_platform|cuda_executor|cpu_feature_guard|cuda_dnn"
+    r"|cuda_fft|cuda_blas|cuda_diagnostics|computation_placer|gpu_device))"
+)
+_keras: ModuleType | None = None
+
+
+def keras() -> ModuleType:
+    """The keras module, with its backend started; TensorFlow's start-up chatter filtered out."""
+    global _keras
+    if _keras is not None:
+        return _keras
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras as imported
+
+            imported.ops.convert_to_numpy(imported.ops.zeros((1,)))  # starts the devices
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line for line in captured.read().decode(errors="replace").splitlines()
+                if line.strip() and not _NOISE.match(line)
+            ]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+    _keras = imported
+    return imported

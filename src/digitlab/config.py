@@ -1,0 +1,237 @@
+"""One training configuration: defaults, recipes (TOML), config files and flags, in that order."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from digitlab.errors import DigitlabError
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("constant", "exponential", "plateau", "cosine", "one-cycle")
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class ConfigError(DigitlabError, ValueError):
+    """A recipe, config file or option that cannot be used as it is."""
+
+
+@dataclass
+class Augmentation:
+    """On-the-fly random changes to each training image (off when all are 0)."""
+
+    rotation: float = 0.0  # degrees, either way
+    zoom: float = 0.0  # fraction, in or out
+    width_shift: float = 0.0  # fraction of the width
+    height_shift: float = 0.0  # fraction of the height
+
+    @property
+    def active(self) -> bool:
+        return any((self.rotation, self.zoom, self.width_shift, self.height_shift))
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that decides a training run. Saved as config.toml in every run folder."""
+
+    recipe: str = "custom"
+    data: str = "mnist"
+    validation: float | int | str = 0.1  # fraction, count, or a source of its own
+    train_limit: int | None = None  # use a stratified subset of this many training images
+    test: str | None = None  # reported only, never used to choose; default: the source's test part
+    model: str = "simple-convnet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 15
+    steps_per_epoch: int | None = None  # default: one pass over the training data
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4  # adamw only
+    schedule: str = "constant"
+    decay_rate: float = 0.9  # exponential: learning_rate * decay_rate ** epoch
+    plateau_monitor: str = "val_accuracy"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    min_learning_rate: float = 1e-5
+    warmup_fraction: float = 0.25  # one-cycle: share of steps spent rising
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    label_smoothing: float = 0.0
+    early_stopping_patience: int | None = None
+    early_stopping_monitor: str = "val_loss"
+    keep_best: bool = True  # the saved model is the best epoch by checkpoint_monitor
+    checkpoint_monitor: str = "val_accuracy"
+    seed: int = 0
+    threads: int | None = None  # CPU threads for TensorFlow; default: all cores
+    tensorboard: bool = False
+    runs_dir: str = "runs"
+
+    def validate(self) -> None:
+        """Refuse values that would fail late or, worse, silently do nothing."""
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        for name in ("plateau_monitor", "early_stopping_monitor", "checkpoint_monitor"):
+            value = getattr(self, name)
+            if value not in METRICS:
+                hint = " (Keras 3 logs it as 'val_accuracy')" if value in ("val_acc", "acc") else ""
+                raise ConfigError(
+                    f"{name} = {value!r} is not a metric training logs{hint}; choose one of {', '.join(METRICS)}"
+                )
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("learning_rate", self.learning_rate)
+        if self.steps_per_epoch is not None:
+            _positive("steps_per_epoch", self.steps_per_epoch)
+        if self.train_limit is not None:
+            _positive("train_limit", self.train_limit)
+        if self.threads is not None:
+            _positive("threads", self.threads)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 < self.decay_rate <= 1.0:
+            raise ConfigError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ConfigError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
+        for name in ("rotation", "zoom", "width_shift", "height_shift"):
+            value = getattr(self.augmentation, name)
+            limit = 180 if name == "rotation" else 1
+            if not 0 <= value < limit:
+                raise ConfigError(f"augmentation.{name} must be in [0, {limit}), got {value}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(allowed)}")
+
+
+def _positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+
+_FIELD_TYPES = {item.name: item for item in fields(TrainingConfig)}
+_AUGMENTATION_FIELDS = {item.name for item in fields(Augmentation)}
+
+
+def _checked_value(name: str, value: Any, origin: str) -> Any:
+    if name == "validation":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{origin}: validation must be a fraction, a count or a source, got {value!r}")
+        return value
+    default = getattr(TrainingConfig(), name)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"{origin}: {name} must be true or false, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (int, float, str)) and not isinstance(default, bool) and name != "validation":
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"{origin}: {name} must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def apply(config: TrainingConfig, settings: dict[str, Any], origin: str) -> TrainingConfig:
+    """`config` with `settings` laid over it; unknown keys are an error naming `origin`."""
+    updates: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name == "augmentation":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: augmentation must be a table")
+            unknown = set(value) - _AUGMENTATION_FIELDS
+            if unknown:
+                raise ConfigError(
+                    f"{origin}: unknown augmentation key {sorted(unknown)[0]!r}; known: {', '.join(sorted(_AUGMENTATION_FIELDS))}"
+                )
+            merged = dataclasses.asdict(config.augmentation) | {key: float(item) for key, item in value.items()}
+            updates[name] = Augmentation(**merged)
+        elif name == "model_options":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: model_options must be a table")
+            updates[name] = dict(config.model_options) | value
+        elif name in _FIELD_TYPES:
+            updates[name] = value if value is None else _checked_value(name, value, origin)
+        else:
+            raise ConfigError(f"{origin}: unknown key {name!r}; known keys: {', '.join(_FIELD_TYPES)}")
+    if "model" in settings and "model_options" not in settings and settings["model"] != config.model:
+        updates.setdefault("model_options", {})
+    return dataclasses.replace(config, **updates)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+
+
+def recipe_names() -> list[str]:
+    """The recipes shipped with digitlab."""
+    folder = resources.files("digitlab") / "recipes"
+    return sorted(item.name.removesuffix(".toml") for item in folder.iterdir() if item.name.endswith(".toml"))
+
+
+def recipe_settings(name: str) -> dict[str, Any]:
+    """The settings of a shipped recipe, or of a recipe file given by path."""
+    if name.endswith(".toml") or "/" in name:
+        return read_toml(Path(name))
+    resource = resources.files("digitlab") / "recipes" / f"{name}.toml"
+    if not resource.is_file():
+        raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
+    return tomllib.loads(resource.read_text(encoding="utf-8"))
+
+
+def resolve(
+    recipe: str | None = None, config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainingConfig:
+    """Defaults < recipe < config file < overrides (e.g. command-line flags)."""
+    config = TrainingConfig()
+    if recipe is not None:
+        settings = recipe_settings(recipe)
+        settings.setdefault("recipe", Path(recipe).stem if recipe.endswith(".toml") else recipe)
+        config = apply(config, settings, f"recipe {recipe}")
+    if config_file is not None:
+        config = apply(config, read_toml(Path(config_file)), str(config_file))
+    if overrides:
+        config = apply(config, {key: value for key, value in overrides.items() if value is not None}, "option")
+    config.validate()
+    return config
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """A small TOML writer for the flat settings and one level of tables that configs hold."""
+    plain = {key: value for key, value in values.items() if not isinstance(value, dict)}
+    tables = {key: value for key, value in values.items() if isinstance(value, dict)}
+    lines = [f"{key} = {_toml_value(value)}" for key, value in plain.items() if value is not None]
+    for table, content in tables.items():
+        lines += ["", f"[{table}]"] + [
+            f"{key} = {_toml_value(value)}" for key, value in content.items() if value is not None
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def recipe_summary(name: str) -> str:
+    """The first comment line of a shipped recipe: what it is."""
+    resource = resources.files("digitlab") / "recipes" / f"{name}.toml"
+    comments = [line.lstrip("# ").strip() for line in resource.read_text(encoding="utf-8").splitlines()
+                if line.startswith("#")]
+    return " ".join(comments)

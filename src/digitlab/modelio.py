@@ -1,0 +1,323 @@
+"""Loading trained digit models from disk, and feeding them digitlab's uint8 (N, 28, 28) images.
+
+A model is a Keras 3 `.keras` file, a training run folder holding `model.keras`, or a legacy
+`.h5` / `.hdf5` file saved by Keras 2 / tf.keras (old MNIST notebooks saved `cnn_for_mnist.h5`).
+Models are always loaded in Keras's safe mode: a file that holds Python code (a Lambda layer,
+a custom function) is refused, never run.
+
+digitlab's own models take the raw uint8 pixels and rescale them themselves. Models from
+elsewhere often take float (N, 28, 28, 1) or (N, 784) input scaled to [0, 1]; `input_adapter`
+reshapes and rescales the images to suit each model.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.backend import keras as _started_keras
+from digitlab.compressed import first_bytes
+from digitlab.dataset import IMAGE_SIDE, NUM_CLASSES, Dataset
+from digitlab.errors import DigitlabError
+
+keras = _started_keras()
+
+__all__ = ["MODEL_FILENAME", "ModelError", "input_adapter", "load_model"]
+
+MODEL_FILENAME = "model.keras"
+KERAS_SUFFIX = ".keras"
+LEGACY_SUFFIXES = (".h5", ".hdf5")
+DEFAULT_BATCH_SIZE = 1024
+
+# Per-image input shapes that 28x28 images can be reshaped into; None in a model's shape
+# matches any size.
+_FEEDABLE_SHAPES = (
+    (IMAGE_SIDE, IMAGE_SIDE),
+    (IMAGE_SIDE, IMAGE_SIDE, 1),
+    (1, IMAGE_SIDE, IMAGE_SIDE),
+    (IMAGE_SIDE * IMAGE_SIDE,),
+)
+_SHAPE_ONLY_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.Reshape,
+    keras.layers.Flatten,
+    keras.layers.Permute,
+)
+_UNREGISTERED = re.compile(r"Could not locate (class|function) '([^']+)'")
+_MESSAGE_LENGTH = 200
+
+
+class ModelError(DigitlabError, ValueError):
+    """A model file that cannot be loaded, or a model that cannot classify 28x28 digits."""
+
+    def __init__(self, source: str | Path, problem: str):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+def _digitlab_custom_objects() -> dict[str, type]:
+    """digitlab's custom layers by bare class name, importing (and so registering) them.
+
+    Registration lets `.keras` files find them as "digitlab>Name"; the bare names let legacy
+    .h5 files from Keras 2, which named such layers without a package, find them too.
+    """
+    from digitlab import layers as digitlab_layers
+    from digitlab import schedules  # noqa: F401  (registers the one-cycle schedule)
+
+    return {
+        name: value
+        for name, value in vars(digitlab_layers).items()
+        if isinstance(value, type)
+        and issubclass(value, keras.layers.Layer)
+        and value.__module__ == digitlab_layers.__name__
+    }
+
+
+def _model_file(path: Path) -> Path:
+    """The file to load for `path`, or a ModelError saying why there is none."""
+    if not path.exists():
+        raise ModelError(path, "no such file or folder")
+    if path.is_dir():
+        if (path / MODEL_FILENAME).is_file():
+            return path / MODEL_FILENAME
+        if (path / "saved_model.pb").is_file():
+            raise ModelError(
+                path,
+                "is a TensorFlow SavedModel folder, which Keras 3 cannot load; load it with the "
+                "TensorFlow it was made with and save it as .keras (model.save('model.keras'))",
+            )
+        raise ModelError(
+            path, f"no {MODEL_FILENAME} in this folder; give a .keras or .h5 file or a training run folder"
+        )
+    return path
+
+
+def _check_file_kind(path: Path) -> None:
+    """Refuse files that are not Keras models before Keras gives a confusing error."""
+    import h5py
+
+    start = first_bytes(path, 4, ModelError)
+    suffix = path.suffix.lower()
+    is_zip = zipfile.is_zipfile(path)
+    if suffix == KERAS_SUFFIX:
+        if not is_zip:
+            raise ModelError(
+                path, "not a Keras model: .keras files are zip archives and this is not a zip archive"
+            )
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ModelError(path, f"damaged .keras archive: {error}") from None
+        if "config.json" not in names:
+            raise ModelError(path, "a zip archive but not a Keras model (no config.json inside)")
+    elif suffix in LEGACY_SUFFIXES:
+        if not h5py.is_hdf5(path):
+            raise ModelError(path, "not a Keras .h5 model: the file is not in HDF5 format")
+    elif is_zip:
+        raise ModelError(
+            path, f"looks like a zip archive; if it is a Keras model, rename it to end in {KERAS_SUFFIX}"
+        )
+    elif h5py.is_hdf5(path):
+        raise ModelError(path, "looks like an HDF5 file; if it is a Keras model, rename it to end in .h5")
+    else:
+        raise ModelError(
+            path, "not a model file: expected a .keras file, a legacy .h5 file or a training run folder"
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= _MESSAGE_LENGTH else text[: _MESSAGE_LENGTH - 3] + "..."
+
+
+def _explain_load_failure(path: Path, error: Exception) -> str:
+    text = str(error)
+    legacy = path.suffix.lower() in LEGACY_SUFFIXES
+    if "safe_mode" in text or "arbitrary code" in text:
+        return (
+            "refused: the model holds Python code (a Lambda layer or a custom function) that would "
+            "run when it is loaded, and digitlab loads models in safe mode only; rebuild it without "
+            "Lambda layers (use registered layers instead) and save it again"
+        )
+    if "No model config found" in text or "No model found in config" in text:
+        return (
+            "holds only weights, no model architecture; build the model in code and load them "
+            f"with model.load_weights('{path.name}')"
+        )
+    unregistered = _UNREGISTERED.search(text)
+    if unregistered:
+        kind, name = unregistered.groups()
+        advice = (
+            "; Keras 3 may no longer ship it: rebuild the architecture in code and load the weights"
+            if legacy
+            else "; import the module that defines it (decorated with "
+            "@keras.saving.register_keras_serializable) before loading"
+        )
+        return f"uses the {kind} {name!r}, which is not registered here{advice}"
+    if legacy:
+        return (
+            f"Keras 3 cannot read this legacy Keras 2 / tf.keras .h5 model ({_first_line(error)}); "
+            "open it with the tf.keras it was made with and re-save it as .keras "
+            "(model.save('model.keras')), or rebuild the architecture in code and load the weights "
+            f"with model.load_weights('{path.name}')"
+        )
+    return f"cannot be loaded as a Keras model: {_first_line(error)}"
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a digit model from a `.keras` file, a run folder or a legacy `.h5` / `.hdf5` file.
+
+    The model is loaded uncompiled and in safe mode, and checked to take 28x28 images (in
+    some shape `input_adapter` can feed) and to output 10 classes. Every failure raises
+    `ModelError` naming the file.
+    """
+    path = _model_file(Path(path).expanduser())
+    _check_file_kind(path)
+    custom_objects = _digitlab_custom_objects()
+    try:
+        model = keras.saving.load_model(
+            path, custom_objects=custom_objects, compile=False, safe_mode=True
+        )
+    except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
+        raise ModelError(path, _explain_load_failure(path, error)) from error
+    if not isinstance(model, keras.Model):
+        raise ModelError(path, f"holds a {type(model).__name__}, not a Keras model")
+    _plan_input(model, path)
+    return model
+
+
+@dataclass(frozen=True)
+class _InputPlan:
+    """How to turn uint8 (N, 28, 28) images into what a model takes."""
+
+    image_shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("N" if size is None else str(size) for size in shape) + ")"
+
+
+def _matching_shape(model_shape: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    for candidate in _FEEDABLE_SHAPES:
+        if len(candidate) == len(model_shape) and all(
+            size is None or size == wanted for size, wanted in zip(model_shape, candidate)
+        ):
+            return candidate
+    return None
+
+
+def _starts_with_rescaling(model: keras.Model) -> bool:
+    """Whether the first layer that computes anything is a Rescaling layer."""
+    for layer in model.layers:
+        if isinstance(layer, _SHAPE_ONLY_LAYERS):
+            continue
+        if isinstance(layer, keras.Model):
+            return _starts_with_rescaling(layer)
+        return isinstance(layer, keras.layers.Rescaling)
+    return False
+
+
+def _plan_input(model: keras.Model, source: str | Path) -> _InputPlan:
+    """Check that the model takes 28x28 images and gives 10 classes; say how to feed it."""
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except (AttributeError, ValueError, TypeError):
+        raise ModelError(source, "the model has no fixed inputs and outputs (a subclassed model?)") from None
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(
+            source,
+            f"the model has {len(inputs)} inputs and {len(outputs)} outputs; "
+            "a digit classifier has one of each",
+        )
+    input_shape = tuple(inputs[0].shape)
+    output_shape = tuple(outputs[0].shape)
+    image_shape = _matching_shape(input_shape[1:])
+    if image_shape is None:
+        expected = " or ".join(_shape_text((None, *shape)) for shape in _FEEDABLE_SHAPES)
+        raise ModelError(
+            source,
+            f"the model takes input of shape {_shape_text(input_shape)}, which 28x28 digit images "
+            f"cannot be fed into (expected {expected})",
+        )
+    if len(output_shape) != 2 or output_shape[1] != NUM_CLASSES:
+        raise ModelError(
+            source,
+            f"the model outputs shape {_shape_text(output_shape)}, expected (N, {NUM_CLASSES}): "
+            f"one score per digit 0..9",
+        )
+    dtype_name = keras.backend.standardize_dtype(inputs[0].dtype)
+    if "int" in dtype_name:
+        return _InputPlan(image_shape, np.dtype(dtype_name), 1.0)
+    # Assumption: a float model without its own Rescaling layer was trained on pixels scaled to
+    # [0, 1], as Keras's MNIST examples and most notebooks do (x_train / 255).
+    scale = 1.0 if _starts_with_rescaling(model) else 1.0 / 255
+    return _InputPlan(image_shape, np.dtype(np.float32), scale)
+
+
+def _as_probabilities(scores: np.ndarray, source: str) -> np.ndarray:
+    """Scores as probabilities; models ending in logits (not in softmax) get a softmax here."""
+    if not np.all(np.isfinite(scores)):
+        raise ModelError(source, "the model gave NaN or infinite outputs")
+    already = np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
+    if already:
+        return scores
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _checked_images(images: np.ndarray | Dataset) -> np.ndarray:
+    if isinstance(images, Dataset):
+        return images.images
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise ValueError(f"images must have shape (N, 28, 28), got {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 pixels 0..255, got {images.dtype}")
+    return images
+
+
+def input_adapter(
+    model: keras.Model, batch_size: int = DEFAULT_BATCH_SIZE
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from uint8 (N, 28, 28) images to the model's float32 (N, 10) probabilities.
+
+    Integer-input models (digitlab's own) get the raw pixels. Float-input models get pixels
+    scaled to [0, 1], unless their first computing layer is a Rescaling layer, in which case
+    they get 0..255 as floats; the images are reshaped to (N, 28, 28, 1), (N, 1, 28, 28) or
+    (N, 784) as the model's input asks. Outputs that are not probabilities (logits) are put
+    through a softmax. Raises ModelError if the model cannot take 28x28 images or does not
+    output 10 classes.
+
+    The model is called on batches of `batch_size` with training=False: on CPU this was as fast
+    as `model.predict` for tens of thousands of images and far faster for a few.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    source = f"model {model.name!r}"
+    plan = _plan_input(model, source)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        images = _checked_images(images)
+        if len(images) == 0:
+            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        batches = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].reshape((-1, *plan.image_shape))
+            if batch.dtype != plan.dtype:
+                batch = batch.astype(plan.dtype)
+            if plan.scale != 1.0:
+                batch = batch * np.float32(plan.scale)
+            output = model(batch, training=False)
+            batches.append(np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32))
+        return _as_probabilities(np.concatenate(batches), source)
+
+    return predict

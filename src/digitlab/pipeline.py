@@ -1,0 +1,67 @@
+"""Feeding images to Keras: shuffled batches, with on-the-fly augmentation when asked.
+
+Images stay uint8 from disk to model; augmentation works on floats and rounds back to uint8, so
+what the model sees in training has the same form as what it sees in use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from digitlab.backend import keras as _keras
+from digitlab.config import Augmentation
+from digitlab.dataset import NUM_CLASSES, Dataset
+
+keras = _keras()
+
+
+def augmenter(augmentation: Augmentation, seed: int):
+    """A Keras layer stack that randomly rotates, zooms and shifts (N, 28, 28, 1) float images."""
+    from keras import layers
+
+    steps = []
+    fill = {"fill_mode": "constant", "fill_value": 0.0, "interpolation": "bilinear"}
+    if augmentation.rotation:
+        steps.append(layers.RandomRotation(augmentation.rotation / 360.0, seed=seed, **fill))
+    if augmentation.zoom:
+        steps.append(layers.RandomZoom(augmentation.zoom, augmentation.zoom, seed=seed + 1, **fill))
+    if augmentation.width_shift or augmentation.height_shift:
+        steps.append(layers.RandomTranslation(
+            augmentation.height_shift, augmentation.width_shift, seed=seed + 2, **fill
+        ))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def batches(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    augmentation: Augmentation | None = None,
+    one_hot: bool = False,
+    training: bool = True,
+):
+    """A tf.data pipeline of (images, labels) batches; repeats forever when training."""
+    import tensorflow as tf
+
+    labels = dataset.labels
+    targets = np.eye(NUM_CLASSES, dtype=np.float32)[labels] if one_hot else labels
+    data = tf.data.Dataset.from_tensor_slices((dataset.images, targets))
+    if training:
+        data = data.shuffle(len(dataset), seed=seed, reshuffle_each_iteration=True).repeat()
+    data = data.batch(batch_size)
+    if training and augmentation is not None and augmentation.active:
+        layer_stack = augmenter(augmentation, seed)
+
+        def augment(images, targets):
+            floats = tf.cast(images, tf.float32)[..., None]
+            changed = layer_stack(floats, training=True)[..., 0]
+            return tf.cast(tf.round(tf.clip_by_value(changed, 0.0, 255.0)), tf.uint8), targets
+
+        data = data.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(dataset: Dataset, batch_size: int) -> int:
+    return math.ceil(len(dataset) / batch_size)

@@ -1,0 +1,116 @@
+"""Predicting digits with a trained model, and writing predictions and Kaggle submissions.
+
+Kaggle's "Digit Recognizer" wants a CSV with the header `ImageId,Label` and one row per row of
+its test.csv, ImageId counting from 1. Like every digitlab output, these files are written
+whole or not at all, and never replace an existing file unless asked to.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.backend import keras as _started_keras
+from digitlab.dataset import NUM_CLASSES, Dataset
+from digitlab.modelio import DEFAULT_BATCH_SIZE, input_adapter, load_model
+from digitlab.outputs import check_new, write_bytes
+from digitlab.sources import load_parts
+
+keras = _started_keras()
+
+__all__ = ["predict_probabilities", "submit", "write_predictions", "write_submission"]
+
+SUBMISSION_HEADER = "ImageId,Label"
+PREDICTION_COLUMNS = ["id", "label", *(f"p{digit}" for digit in range(NUM_CLASSES))]
+
+
+def predict_probabilities(
+    model: keras.Model, images: np.ndarray | Dataset, batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
+    """The model's float32 (N, 10) probabilities for uint8 (N, 28, 28) images (or a Dataset).
+
+    Images are reshaped and scaled to what the model takes; see `digitlab.modelio.input_adapter`.
+    """
+    return input_adapter(model, batch_size=batch_size)(images)
+
+
+def _checked_probabilities(probabilities: np.ndarray, count: int) -> np.ndarray:
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape != (count, NUM_CLASSES):
+        raise ValueError(
+            f"probabilities must have shape ({count}, {NUM_CLASSES}) for {count} images, "
+            f"got {probabilities.shape}"
+        )
+    return probabilities
+
+
+def write_predictions(
+    path: str | Path, dataset: Dataset, probabilities: np.ndarray, force: bool = False
+) -> Path:
+    """Write `id,label,p0,...,p9`: one row per image of `dataset`, ids from 0.
+
+    `label` is the predicted digit (the most probable one); probabilities have 6 decimals.
+    Refuses to replace an existing file unless `force`.
+    """
+    probabilities = _checked_probabilities(probabilities, len(dataset))
+    check_new(path, force)
+    table = np.column_stack(
+        [np.arange(len(dataset)), probabilities.argmax(axis=1), probabilities.astype(np.float64)]
+    )
+    buffer = io.BytesIO()
+    np.savetxt(
+        buffer,
+        table,
+        fmt=["%d", "%d"] + ["%.6f"] * NUM_CLASSES,
+        delimiter=",",
+        newline="\n",
+        header=",".join(PREDICTION_COLUMNS),
+        comments="",
+    )
+    return write_bytes(path, buffer.getvalue(), force)
+
+
+def write_submission(path: str | Path, labels: np.ndarray, force: bool = False) -> Path:
+    """Write a Kaggle Digit Recognizer submission: `ImageId,Label`, ImageId from 1, `\\n` endings.
+
+    `labels` holds one predicted digit 0..9 per test row, in test.csv's order. Refuses to
+    replace an existing file unless `force`.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape (N,), one digit per test row; got {labels.shape}")
+    if len(labels) == 0:
+        raise ValueError("no labels to submit")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be whole numbers 0..9, got {labels.dtype}")
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise ValueError(f"labels must be 0..9, found {labels.min()}..{labels.max()}")
+    check_new(path, force)
+    rows = (f"{image_id},{label}" for image_id, label in enumerate(labels.tolist(), start=1))
+    text = "\n".join([SUBMISSION_HEADER, *rows]) + "\n"
+    # Bytes, not text: text mode would write \r\n on Windows.
+    return write_bytes(path, text.encode("ascii"), force)
+
+
+def _test_part(source: str | Path) -> Dataset:
+    """The source's "test" part if it has one (a folder with train.csv and test.csv), else its only part."""
+    parts = load_parts(source)
+    return parts["test"] if "test" in parts else next(iter(parts.values()))
+
+
+def submit(
+    model_path: str | Path, test_source: str | Path, output_path: str | Path, force: bool = False
+) -> Path:
+    """Predict Kaggle's test.csv (or any source) with a saved model and write the submission.
+
+    `model_path` is a .keras file, a run folder or a legacy .h5 file; labels in the source, if
+    any, are ignored. The output is checked first, so an existing file is refused before the
+    slow work. Returns the path written.
+    """
+    output_path = check_new(output_path, force)
+    model = load_model(model_path)
+    test = _test_part(test_source)
+    probabilities = predict_probabilities(model, test.images)
+    return write_submission(output_path, probabilities.argmax(axis=1), force)

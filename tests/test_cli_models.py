@@ -1,0 +1,85 @@
+"""train, evaluate, predict, submit, models and recipes, run as a user runs them."""
+
+import csv
+
+import pytest
+
+from conftest import make_learnable_digits
+from digitlab.convert import convert
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One real training run on generated data, shared by the tests below."""
+    from digitlab.config import resolve
+    from digitlab.train import train
+
+    folder = tmp_path_factory.mktemp("trained")
+    data = convert({"train": make_learnable_digits(300), "test": make_learnable_digits(100, seed=1)},
+                   folder / "kaggle", to="csv", kaggle=True)
+    config = resolve(overrides={"data": str(data), "model": "tiny-convnet", "epochs": 3,
+                                "learning_rate": 0.01, "batch_size": 32, "runs_dir": str(folder / "runs")})
+    return train(config, verbose=0), data
+
+
+def test_train_command_writes_a_run_folder(tmp_path, run_cli):
+    data = convert({"train": make_learnable_digits(200)}, tmp_path / "train.csv")
+    result = run_cli("train", "--data", data, "--model", "tiny-convnet", "--epochs", "1",
+                     "--batch-size", "50", "--validation", "40", "--runs-dir", tmp_path / "runs")
+    assert result.code == 0, result.err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-keras-example")
+    assert (run / "model.keras").is_file() and (run / "report.html").is_file()
+    assert "validation accuracy" in result.out
+
+
+def test_train_command_refuses_bad_options_in_one_line(run_cli):
+    result = run_cli("train", "--optimizer", "adagrad")
+    assert result.code == 1
+    assert result.err.strip() == "error: optimizer = 'adagrad' is not one of adam, adamw, rmsprop, sgd"
+
+
+def test_evaluate_prints_and_draws(trained_run, run_cli, tmp_path):
+    run, data = trained_run
+    labelled = convert({"test": make_learnable_digits(60, seed=2)}, tmp_path / "labelled.npz")
+    result = run_cli("evaluate", run.path, "--data", labelled, "--out", tmp_path / "evaluation")
+    assert result.code == 0, result.err
+    assert "accuracy" in result.out and "confusion matrix" in result.out and "per class" in result.out
+    assert {"report.html", "confusion.png", "confusion-normalized.png"} <= {
+        path.name for path in (tmp_path / "evaluation").iterdir()}
+
+
+def test_predict_writes_probabilities(trained_run, run_cli, tmp_path):
+    run, data = trained_run
+    output = tmp_path / "predictions.csv"
+    result = run_cli("predict", run.path / "model.keras", data / "test.csv", "--output", output)
+    assert result.code == 0, result.err
+    rows = list(csv.DictReader(output.open()))
+    assert len(rows) == 100 and list(rows[0]) == ["id", "label"] + [f"p{digit}" for digit in range(10)]
+    assert abs(sum(float(rows[0][f"p{digit}"]) for digit in range(10)) - 1) < 1e-4
+
+
+def test_submit_writes_kaggle_format_and_never_overwrites(trained_run, run_cli, tmp_path):
+    run, data = trained_run
+    output = tmp_path / "submission.csv"
+    assert run_cli("submit", run.path, data / "test.csv", "--output", output).code == 0
+    lines = output.read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and len(lines) == 101
+    assert [line.split(",")[0] for line in lines[1:4]] == ["1", "2", "3"]
+    correct = sum(int(line.split(",")[1]) == index % 10 for index, line in enumerate(lines[1:]))
+    assert correct >= 50  # the model learnt the bars: the submission follows its predictions
+    before = output.read_bytes()
+    again = run_cli("submit", run.path, data / "test.csv", "--output", output)
+    assert again.code == 1 and "already exists; pass --force" in again.err
+    assert output.read_bytes() == before
+
+
+def test_models_and_recipes_commands(run_cli, tmp_path):
+    listing = run_cli("models", "list")
+    assert listing.code == 0 and "five-conv-batchnorm" in listing.out and "1,022,858" in listing.out
+    shown = run_cli("models", "show", "simple-convnet", "--out", tmp_path)
+    assert shown.code == 0 and "34,826" in shown.out and (tmp_path / "simple-convnet.png").is_file()
+    recipes = run_cli("recipes", "list")
+    assert recipes.code == 0 and "four-conv-augmented" in recipes.out
+    unknown = run_cli("models", "show", "resnet-9000")
+    assert unknown.code == 1 and "resnet-9000" in unknown.err

@@ -1,0 +1,114 @@
+"""Training: config precedence, schedules, the run folder, and a real short run on MNIST."""
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+
+from conftest import make_learnable_digits
+from digitlab.config import ConfigError, TrainingConfig, resolve
+from digitlab.convert import convert
+
+
+@pytest.fixture
+def learnable_npz(tmp_path):
+    return convert({"train": make_learnable_digits(300), "test": make_learnable_digits(100, seed=1)},
+                   tmp_path / "learnable.npz")
+
+
+def small(data, tmp_path, **overrides):
+    settings = {"data": str(data), "model": "tiny-convnet", "epochs": 2, "batch_size": 32,
+                "validation": 0.2, "runs_dir": str(tmp_path / "runs")} | overrides
+    return resolve(overrides=settings)
+
+
+def test_recipe_then_config_file_then_flags(tmp_path):
+    config_file = tmp_path / "mine.toml"
+    config_file.write_text('epochs = 7\nbatch_size = 16\n[augmentation]\nrotation = 5\n')
+    config = resolve("three-conv-batchnorm", config_file, {"epochs": 2, "seed": None})
+    assert (config.model, config.epochs, config.batch_size) == ("three-conv-batchnorm", 2, 16)
+    assert config.augmentation.rotation == 5.0 and config.recipe == "three-conv-batchnorm"
+    assert resolve("three-conv-batchnorm").epochs == 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ('plateau_monitor = "val_acc"', r"'val_acc' is not a metric training logs \(Keras 3 logs it as 'val_accuracy'\)"),
+    ('epoch = 3', r"mine.toml: unknown key 'epoch'"),
+    ('epochs = "ten"', r"mine.toml: epochs must be int, got 'ten'"),
+    ('optimizer = "adagrad"', r"optimizer = 'adagrad' is not one of adam, adamw, rmsprop, sgd"),
+    ('[augmentation]\nshear = 0.2', r"unknown augmentation key 'shear'"),
+    ('label_smoothing = 1.5', r"label_smoothing must be in \[0, 1\)"),
+    ('epochs = ', r"mine.toml: not valid TOML"),
+])
+def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
+    config_file = tmp_path / "mine.toml"
+    config_file.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        resolve(config_file=config_file)
+
+
+def test_unknown_recipe_lists_the_recipes():
+    with pytest.raises(ConfigError, match="unknown recipe 'fastest'; recipes: .*keras-example"):
+        resolve("fastest")
+
+
+def test_exponential_schedule_gives_lr0_times_decay_per_epoch(learnable_npz, tmp_path):
+    from digitlab.train import train
+
+    run = train(small(learnable_npz, tmp_path, epochs=3, schedule="exponential", decay_rate=0.9,
+                      steps_per_epoch=2), verbose=0)
+    assert np.allclose(run.history["learning_rate"], [1e-3, 9e-4, 8.1e-4], rtol=1e-5)
+
+
+def test_plateau_halves_the_rate_when_validation_stalls(learnable_npz, tmp_path):
+    from digitlab.train import train
+
+    # A rate this small cannot change any prediction, so validation accuracy never improves.
+    config = small(learnable_npz, tmp_path, epochs=4, schedule="plateau", learning_rate=1e-9,
+                   min_learning_rate=1e-12, plateau_patience=1, plateau_factor=0.5, steps_per_epoch=2)
+    run = train(config, verbose=0)
+    assert np.allclose(run.history["learning_rate"], [1e-9, 1e-9, 5e-10, 2.5e-10], rtol=1e-4)
+
+
+def test_one_cycle_and_cosine_shapes():
+    from digitlab.schedules import OneCycle, learning_rate
+
+    one_cycle = OneCycle(0.01, total_steps=100, warmup_fraction=0.25)
+    values = [float(one_cycle(step)) for step in (0, 25, 60, 100)]
+    assert values[0] == pytest.approx(0.0004) and values[1] == pytest.approx(0.01)
+    assert values[1] > values[2] > values[3] and values[3] == pytest.approx(1e-6, rel=1e-3)
+    cosine = learning_rate(TrainingConfig(schedule="cosine", learning_rate=0.1, min_learning_rate=0.001), 10)
+    assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(10)) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"label_smoothing": 0.1, "schedule": "one-cycle", "optimizer": "adamw",
+     "augmentation": {"rotation": 10, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1}},
+], ids=["plain", "smoothing-augmentation-one-cycle"])
+def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, extra):
+    from digitlab.modelio import load_model
+    from digitlab.train import train
+
+    run = train(small(learnable_npz, tmp_path, epochs=3, learning_rate=0.01, **extra), verbose=0)
+    names = {path.name for path in run.path.iterdir()}
+    assert {"config.toml", "model.keras", "history.csv", "metrics.json", "report.html", "curves.png",
+            "confusion.png", "confusion-normalized.png"} <= names
+    assert list(run.history["epoch"]) == [1, 2, 3]
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.5, metrics  # the bars are easy to learn
+    saved = tomllib.loads((run.path / "config.toml").read_text())
+    assert saved["model"] == "tiny-convnet" and saved["versions"]["keras"].startswith("3.")
+    images = make_learnable_digits(50, seed=3).images
+    assert np.array_equal(load_model(run.path).predict(images, verbose=0), run.model.predict(images, verbose=0))
+
+
+@pytest.mark.mnist
+def test_one_epoch_on_5000_mnist_images_reaches_90_percent(mnist_folder, tmp_path):
+    from digitlab.train import train
+
+    config = resolve("three-conv-batchnorm", overrides={
+        "data": str(mnist_folder), "epochs": 1, "train_limit": 5000, "runs_dir": str(tmp_path)})
+    run = train(config, verbose=0)
+    assert run.metrics["test_accuracy"] >= 0.90, run.metrics
