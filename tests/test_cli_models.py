@@ -83,3 +83,24 @@ def test_models_and_recipes_commands(run_cli, tmp_path):
     assert recipes.code == 0 and "four-conv-augmented" in recipes.out
     unknown = run_cli("models", "show", "resnet-9000")
     assert unknown.code == 1 and "resnet-9000" in unknown.err
+
+
+def test_users_own_model_file_trains_from_the_command_line(tmp_path, run_cli):
+    model_file = tmp_path / "my_models.py"
+    model_file.write_text(
+        "import keras\n"
+        "import digitlab.models\n\n"
+        "@digitlab.models.register_model('my-dense', 'Flatten > Dense 32 > Dense 10')\n"
+        "def my_dense():\n"
+        "    inputs = keras.Input((28, 28), dtype='uint8')\n"
+        "    x = keras.layers.Rescaling(1 / 255)(inputs)\n"
+        "    x = keras.layers.Flatten()(x)\n"
+        "    x = keras.layers.Dense(32, activation='relu')(x)\n"
+        "    return keras.Model(inputs, keras.layers.Dense(10, activation='softmax')(x), name='my-dense')\n"
+    )
+    listing = run_cli("models", "list", "--model-file", model_file)
+    assert listing.code == 0 and "my-dense" in listing.out and "25,450" in listing.out
+    data = convert({"train": make_learnable_digits(100)}, tmp_path / "train.csv")
+    result = run_cli("train", "--data", data, "--model-file", model_file, "--model", "my-dense",
+                     "--epochs", "1", "--runs-dir", tmp_path / "runs")
+    assert result.code == 0, result.err

@@ -158,11 +158,24 @@ def _keras_quietly() -> None:
     keras()
 
 
-@models_app.command("list")
-def models_list() -> None:
-    """The registered models with their sizes."""
+ModelFileOption = Annotated[
+    Optional[Path], typer.Option("--model-file", help="A Python file that registers more models.")
+]
+
+
+def _models_with(model_file: Path | None):
     _keras_quietly()
     from digitlab import models
+
+    if model_file is not None:
+        models.load_user_models(model_file)
+    return models
+
+
+@models_app.command("list")
+def models_list(model_file: ModelFileOption = None) -> None:
+    """The registered models with their sizes."""
+    models = _models_with(model_file)
 
     table = Table("model", "parameters", "layers")
     for name in models.names():
@@ -174,12 +187,13 @@ def models_list() -> None:
 def models_show(
     name: Annotated[str, typer.Argument(help="A name from `digitlab models list`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the diagram PNG.")] = Path("."),
+    model_file: ModelFileOption = None,
     force: ForceOption = False,
 ) -> None:
     """Print a model's Keras summary and write its architecture diagram as PNG."""
-    _keras_quietly()
-    from digitlab import models, plots
+    from digitlab import plots
 
+    models = _models_with(model_file)
     model = models.create(name)
     model.summary(print_fn=lambda line, **_: console.print(line, markup=False, highlight=False))
     path = plots.save(plots.model_diagram(model), out / f"{name}.png", force)
@@ -232,6 +246,7 @@ def train_command(
     validation: Annotated[Optional[str], typer.Option(help="Validation fraction (0.1), count (5000) or source.")] = None,
     test: Annotated[Optional[str], typer.Option(help="Labelled data to report on (default: the source's test part).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name (see `digitlab models list`).")] = None,
+    model_file: ModelFileOption = None,
     epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one pass).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
@@ -258,6 +273,7 @@ def train_command(
     ) if value is not None}
     overrides = {
         "data": data, "validation": _validation_value(validation), "test": test, "model": model,
+        "model_file": None if model_file is None else str(model_file),
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
         "optimizer": optimizer, "learning_rate": learning_rate, "schedule": schedule,
         "label_smoothing": label_smoothing, "early_stopping_patience": early_stopping, "seed": seed,

@@ -45,6 +45,7 @@ class TrainingConfig:
     test: str | None = None  # reported only, never used to choose; default: the source's test part
     model: str = "simple-convnet"
     model_options: dict[str, Any] = field(default_factory=dict)
+    model_file: str | None = None  # a Python file that registers more models
     epochs: int = 15
     steps_per_epoch: int | None = None  # default: one pass over the training data
     batch_size: int = 128

@@ -173,6 +173,8 @@ def train(config: TrainingConfig, offline: bool = False, verbose: int | None = N
     configure_threads(config.threads)
     keras.utils.set_random_seed(config.seed)
     splits = prepare_data(config, offline=offline)
+    if config.model_file:
+        models.load_user_models(config.model_file)
     model = models.create(config.model, **config.model_options)
     one_hot = config.label_smoothing > 0
     steps = config.steps_per_epoch or pipeline.steps_per_epoch(splits.train, config.batch_size)
