@@ -32,7 +32,7 @@ def main() -> None:
 
     from digitlab.backend import keras
     from digitlab.config import resolve
-    from digitlab.train import train
+    from digitlab.training import train
 
     keras()
     runs_dir = arguments.runs_dir or tempfile.mkdtemp(prefix="digitlab-bench-")

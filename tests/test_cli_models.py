@@ -12,7 +12,7 @@ from digitlab.convert import convert
 def trained_run(tmp_path_factory):
     """One real training run on generated data, shared by the tests below."""
     from digitlab.config import resolve
-    from digitlab.train import train
+    from digitlab.training import train
 
     folder = tmp_path_factory.mktemp("trained")
     data = convert({"train": make_learnable_digits(300), "test": make_learnable_digits(100, seed=1)},

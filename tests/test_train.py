@@ -54,7 +54,7 @@ def test_unknown_recipe_lists_the_recipes():
 
 
 def test_exponential_schedule_gives_lr0_times_decay_per_epoch(learnable_npz, tmp_path):
-    from digitlab.train import train
+    from digitlab.training import train
 
     run = train(small(learnable_npz, tmp_path, epochs=3, schedule="exponential", decay_rate=0.9,
                       steps_per_epoch=2), verbose=0)
@@ -62,7 +62,7 @@ def test_exponential_schedule_gives_lr0_times_decay_per_epoch(learnable_npz, tmp
 
 
 def test_plateau_halves_the_rate_when_validation_stalls(learnable_npz, tmp_path):
-    from digitlab.train import train
+    from digitlab.training import train
 
     # A rate this small cannot change any prediction, so validation accuracy never improves.
     config = small(learnable_npz, tmp_path, epochs=4, schedule="plateau", learning_rate=1e-9,
@@ -89,7 +89,7 @@ def test_one_cycle_and_cosine_shapes():
 ], ids=["plain", "smoothing-augmentation-one-cycle"])
 def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, extra):
     from digitlab.modelio import load_model
-    from digitlab.train import train
+    from digitlab.training import train
 
     run = train(small(learnable_npz, tmp_path, epochs=3, learning_rate=0.01, **extra), verbose=0)
     names = {path.name for path in run.path.iterdir()}
@@ -106,7 +106,7 @@ def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, ex
 
 @pytest.mark.mnist
 def test_one_epoch_on_5000_mnist_images_reaches_90_percent(mnist_folder, tmp_path):
-    from digitlab.train import train
+    from digitlab.training import train
 
     config = resolve("three-conv-batchnorm", overrides={
         "data": str(mnist_folder), "epochs": 1, "train_limit": 5000, "runs_dir": str(tmp_path)})

@@ -1,6 +1,21 @@
-"""digitlab: train, understand and use handwritten-digit recognisers."""
+"""digitlab: train, understand and use handwritten-digit recognisers.
 
+>>> import digitlab
+>>> train = digitlab.load("mnist")                  # a Dataset: images, labels, split(), show()
+>>> run = digitlab.train(epochs=3)                  # trains, writes runs/<time>-keras-example/
+>>> run.plot_confusion_matrix()
+>>> classifier = digitlab.load_model(run.path)      # later: the saved model, as a Classifier
+>>> classifier.predict(["my-digit.png"])
+
+The names that need Keras (train, load_model, Classifier, Run, models) are imported on first
+use, so that the data functions start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
 # Keras 3 runs on TensorFlow unless the user already chose a backend.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -13,4 +28,34 @@ from digitlab.dataset import Dataset  # noqa: E402
 from digitlab.errors import DigitlabError  # noqa: E402
 from digitlab.sources import load, load_parts  # noqa: E402
 
-__all__ = ["Dataset", "DigitlabError", "__version__", "load", "load_parts"]
+if TYPE_CHECKING:
+    from digitlab import models
+    from digitlab.api import train
+    from digitlab.classifier import Classifier, load_model
+    from digitlab.training import Run
+
+# Public name -> (module, attribute in it; None for the module itself).
+_LAZY = {
+    "train": ("digitlab.api", "train"),
+    "load_model": ("digitlab.classifier", "load_model"),
+    "Classifier": ("digitlab.classifier", "Classifier"),
+    "Run": ("digitlab.training", "Run"),
+    "models": ("digitlab.models", None),
+}
+
+__all__ = ["Classifier", "Dataset", "DigitlabError", "Run", "__version__", "load", "load_model",
+           "load_parts", "models", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'digitlab' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -266,7 +267,7 @@ def train_command(
     runs_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
 ) -> None:
     """Train a model; writes runs/<time>-<recipe>/ with the model, history, figures and report."""
-    from digitlab.config import resolve
+    from digitlab.api import train
 
     augmentation = {key: value for key, value in (
         ("rotation", rotation), ("zoom", zoom), ("width_shift", width_shift), ("height_shift", height_shift)
@@ -281,12 +282,8 @@ def train_command(
     }
     if augmentation:
         overrides["augmentation"] = augmentation
-    chosen = resolve(recipe=recipe or ("keras-example" if config is None else None),
-                     config_file=config, overrides=overrides)
     _keras_quietly()
-    from digitlab.train import train
-
-    run = train(chosen, offline=_Settings.offline)
+    run = train(recipe, config_file=config, offline=_Settings.offline, **overrides)
     figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in run.metrics.items()
                         if key.endswith("accuracy"))
     console.print(f"[bold]{run.path}[/bold]: {figures}; {run.metrics['training_seconds']:.1f} s of training")
@@ -316,8 +313,7 @@ def evaluate_command(
 ) -> None:
     """Accuracy, loss, confusion matrix and per-class figures, printed and drawn."""
     _keras_quietly()
-    from digitlab.evaluate import evaluate
-    from digitlab.modelio import input_adapter, load_model
+    from digitlab.classifier import load_model
     from digitlab.outputs import check_new
     from digitlab.report import write_report
     from digitlab.sources import load
@@ -325,8 +321,7 @@ def evaluate_command(
     dataset = load(data, offline=_Settings.offline)
     folder = out or (model if model.is_dir() else model.parent) / f"evaluation-{dataset.name}"
     check_new(folder, force)
-    loaded = load_model(model)
-    evaluation = evaluate(input_adapter(loaded), dataset)
+    evaluation = load_model(model).evaluate(dataset)
     _print_evaluation(evaluation)
     report = write_report(folder, evaluation, dataset, None, title=f"{model.name} on {dataset.name}",
                           details={"model": str(model), "data": data})
@@ -342,18 +337,17 @@ def predict_command(
 ) -> None:
     """Predict every image of a source; writes id, predicted label and probabilities as CSV."""
     _keras_quietly()
-    from digitlab.modelio import load_model
+    from digitlab.classifier import load_model
     from digitlab.outputs import check_new
-    from digitlab.predict import predict_probabilities, write_predictions
+    from digitlab.predict import images_to_predict, write_predictions
 
     check_new(output, force)
-    loaded = load_model(model)
-    parts = _load_parts(source)
-    dataset = next(iter(parts.values())) if len(parts) == 1 else parts.get("test", next(iter(parts.values())))
-    probabilities = predict_probabilities(loaded, dataset.images)
+    classifier = load_model(model)
+    dataset = images_to_predict(source, _Settings.offline)
+    probabilities = classifier.predict_probabilities(dataset)
     write_predictions(output, dataset, probabilities, force)
-    counts = ", ".join(f"{digit}: {count}" for digit, count in enumerate(
-        __import__("numpy").bincount(probabilities.argmax(axis=1), minlength=10)))
+    predicted = np.bincount(probabilities.argmax(axis=1), minlength=10)
+    counts = ", ".join(f"{digit}: {count}" for digit, count in enumerate(predicted))
     console.print(f"wrote {output} ({len(dataset):,} images; predicted {counts})")
 
 
@@ -368,7 +362,7 @@ def submit_command(
     _keras_quietly()
     from digitlab.predict import submit
 
-    path = submit(model, test_csv, output, force=force)
+    path = submit(model, test_csv, output, force=force, offline=_Settings.offline)
     console.print(f"wrote {path}")
 
 

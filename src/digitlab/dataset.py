@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 IMAGE_SIDE = 28
 NUM_CLASSES = 10
@@ -16,6 +20,7 @@ class Dataset:
 
     `images` is uint8 with shape (N, 28, 28), white ink on black as in MNIST; `labels` is int64
     with shape (N,) and values 0..9, or None for unlabelled data such as Kaggle's test.csv.
+    `show_samples`, `plot_class_distribution` and `show` draw it as matplotlib figures.
     """
 
     images: np.ndarray
@@ -79,3 +84,29 @@ class Dataset:
             self.subset(train_index, f"{self.name}-train"),
             self.subset(validation_index, f"{self.name}-validation"),
         )
+
+    # Pictures, for notebooks: each returns a matplotlib Figure, which a notebook shows inline
+    # and `digitlab.plots.save` writes as PNG. Matplotlib is imported only when one is drawn.
+
+    def show_samples(self, rows: int = 5, columns: int = 10, seed: int = 0) -> Figure:
+        """A grid of `rows` x `columns` randomly chosen images, titled with their labels.
+
+        >>> digitlab.load("mnist").show_samples(rows=2)
+        """
+        from digitlab.plots import sample_grid
+
+        return sample_grid(self, rows=rows, columns=columns, seed=seed)
+
+    def plot_class_distribution(self) -> Figure:
+        """A bar chart of how many images each digit 0..9 has (labelled data only)."""
+        from digitlab.plots import class_distribution
+
+        if not self.is_labelled:
+            raise ValueError(f"{self.name} has no labels: the class distribution needs them")
+        return class_distribution([self])
+
+    def show(self, index: int) -> Figure:
+        """Image `index` drawn large, with its label and the value of each pixel."""
+        from digitlab.plots import single_image
+
+        return single_image(self, index)

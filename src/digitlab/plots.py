@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,20 @@ from digitlab.dataset import NUM_CLASSES, Dataset
 from digitlab.outputs import write_file
 
 
+class InlineFigure(Figure):
+    """A matplotlib Figure that Jupyter shows as a picture even when pyplot was never imported.
+
+    IPython draws a plain Figure only once the inline backend is on (`%matplotlib inline` or an
+    import of pyplot); without it, it prints `<Figure size ...>`. With the backend on, IPython's
+    own drawing is used as for any Figure.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def sample_grid(dataset: Dataset, rows: int = 5, columns: int = 10, seed: int = 0) -> Figure:
     """A grid of random images, each titled with its label when there is one."""
     count = min(rows * columns, len(dataset))
@@ -19,7 +34,7 @@ def sample_grid(dataset: Dataset, rows: int = 5, columns: int = 10, seed: int = 
         raise ValueError(f"{dataset.name} has no images to show")
     rows = -(-count // columns)
     chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), size=count, replace=False))
-    figure = Figure(figsize=(columns * 1.0, rows * 1.15), layout="constrained")
+    figure = InlineFigure(figsize=(columns * 1.0, rows * 1.15), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
@@ -36,7 +51,7 @@ def class_distribution(datasets: list[Dataset]) -> Figure:
     labelled = [dataset for dataset in datasets if dataset.is_labelled]
     if not labelled:
         raise ValueError("no labelled data: the class distribution needs labels")
-    figure = Figure(figsize=(5 * len(labelled), 3.6), layout="constrained")
+    figure = InlineFigure(figsize=(5 * len(labelled), 3.6), layout="constrained")
     axes = figure.subplots(1, len(labelled), squeeze=False)[0]
     for axis, dataset in zip(axes, labelled):
         counts = dataset.class_counts()
@@ -57,7 +72,7 @@ def single_image(dataset: Dataset, index: int) -> Figure:
         raise IndexError(f"index {index} is outside 0..{len(dataset) - 1} of {dataset.name}")
     index %= len(dataset)
     pixels = dataset.images[index]
-    figure = Figure(figsize=(7, 7), layout="constrained")
+    figure = InlineFigure(figsize=(7, 7), layout="constrained")
     axis = figure.subplots()
     axis.imshow(pixels, cmap="gray", vmin=0, vmax=255)
     for (row, column), value in np.ndenumerate(pixels):
@@ -108,7 +123,7 @@ def training_curves(history: pandas.DataFrame) -> Figure:
 
     show_learning_rate = recorded("learning_rate")
     panels = 3 if show_learning_rate else 2
-    figure = Figure(figsize=(4.6 * panels, 3.6), layout="constrained")
+    figure = InlineFigure(figsize=(4.6 * panels, 3.6), layout="constrained")
     axes = figure.subplots(1, panels, squeeze=False)[0]
     for axis, metric in zip(axes, ("accuracy", "loss")):
         drawn = False
@@ -173,7 +188,7 @@ def confusion_matrix_figure(confusion: np.ndarray, normalize: bool = False) -> F
             return f"{int(value):,}"
         return "<0.1" if value < 0.05 else f"{value:.1f}"
 
-    figure = Figure(figsize=(6.6, 5.6), layout="constrained")
+    figure = InlineFigure(figsize=(6.6, 5.6), layout="constrained")
     axis = figure.subplots()
     image = axis.imshow(values, cmap="Blues", vmin=0, vmax=highest)
     for (row, column), value in np.ndenumerate(values):
@@ -214,7 +229,7 @@ def mistakes_gallery(
         raise ValueError("images, labels, predictions and confidences must be equally long")
     columns = max(1, min(columns, count))
     rows = -(-count // columns)
-    figure = Figure(figsize=(columns * 1.75, rows * 1.9 + 0.4), layout="constrained")
+    figure = InlineFigure(figsize=(columns * 1.75, rows * 1.9 + 0.4), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
@@ -251,7 +266,7 @@ def model_diagram(model) -> Figure:
     """The model's layers top to bottom, each with its settings, output shape and weights."""
     layers = model.layers
     height = 0.55 * len(layers) + 1.2
-    figure = Figure(figsize=(7.5, height))
+    figure = InlineFigure(figsize=(7.5, height))
     axis = figure.add_axes((0, 0, 1, 1))
     axis.set_xlim(0, 1)
     axis.set_ylim(len(layers) + 0.6, -1.0)

@@ -14,7 +14,7 @@ import numpy as np
 
 from digitlab.backend import keras as _started_keras
 from digitlab.dataset import NUM_CLASSES, Dataset
-from digitlab.modelio import DEFAULT_BATCH_SIZE, input_adapter, load_model
+from digitlab.modelio import DEFAULT_BATCH_SIZE, input_adapter
 from digitlab.outputs import check_new, write_bytes
 from digitlab.sources import load_parts
 
@@ -94,14 +94,18 @@ def write_submission(path: str | Path, labels: np.ndarray, force: bool = False) 
     return write_bytes(path, text.encode("ascii"), force)
 
 
-def _test_part(source: str | Path) -> Dataset:
-    """The source's "test" part if it has one (a folder with train.csv and test.csv), else its only part."""
-    parts = load_parts(source)
+def images_to_predict(source: str | Path, offline: bool = False) -> Dataset:
+    """The source's "test" part if it has one (a folder with train.csv and test.csv), else its first part."""
+    parts = load_parts(source, offline=offline)
     return parts["test"] if "test" in parts else next(iter(parts.values()))
 
 
 def submit(
-    model_path: str | Path, test_source: str | Path, output_path: str | Path, force: bool = False
+    model_path: str | Path,
+    test_source: str | Path,
+    output_path: str | Path,
+    force: bool = False,
+    offline: bool = False,
 ) -> Path:
     """Predict Kaggle's test.csv (or any source) with a saved model and write the submission.
 
@@ -109,8 +113,7 @@ def submit(
     any, are ignored. The output is checked first, so an existing file is refused before the
     slow work. Returns the path written.
     """
+    from digitlab.classifier import load_model as load_classifier  # it imports this module
+
     output_path = check_new(output_path, force)
-    model = load_model(model_path)
-    test = _test_part(test_source)
-    probabilities = predict_probabilities(model, test.images)
-    return write_submission(output_path, probabilities.argmax(axis=1), force)
+    return load_classifier(model_path).submit(test_source, output_path, force, offline)

@@ -11,6 +11,8 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from matplotlib.figure import Figure
+
 from digitlab import __version__, plots
 from digitlab.dataset import Dataset
 from digitlab.errors import DigitlabError
@@ -186,6 +188,34 @@ def _page(
 """
 
 
+def mistakes_figure(
+    evaluation: Evaluation, dataset: Dataset, count: int = MOST_MISTAKES_SHOWN
+) -> Figure:
+    """The `count` most confident mistakes of `evaluation` as a grid of `dataset`'s images.
+
+    Each image is titled with its true digit, the predicted one and the model's confidence.
+    When there are no mistakes, the figure says so.
+    """
+    if len(dataset) != len(evaluation):
+        raise DigitlabError(
+            f"the evaluation covers {len(evaluation):,} images but {dataset.name} has "
+            f"{len(dataset):,}: it must be the dataset that was evaluated"
+        )
+    indices = evaluation.mistakes(count)
+    if len(indices) == 0:
+        figure = plots.InlineFigure(figsize=(5, 1.2))
+        figure.text(0.5, 0.5, f"No mistakes: every image of {dataset.name} was recognised.",
+                    ha="center", va="center")
+        return figure
+    return plots.mistakes_gallery(
+        dataset.images[indices],
+        evaluation.labels[indices],
+        evaluation.predictions[indices],
+        evaluation.confidences[indices],
+        title=f"the {len(indices)} most confident of {evaluation.error_count:,} mistakes on {dataset.name}",
+    )
+
+
 def write_report(
     folder: Path,
     evaluation: Evaluation,
@@ -234,14 +264,7 @@ def write_report(
         folder / CONFUSION_NORMALIZED_NAME, force=True,
     )
     if len(mistake_indices):
-        gallery = plots.mistakes_gallery(
-            dataset.images[mistake_indices],
-            evaluation.labels[mistake_indices],
-            evaluation.predictions[mistake_indices],
-            evaluation.confidences[mistake_indices],
-            title=f"most confident mistakes on {dataset.name}",
-        )
-        plots.save(gallery, folder / MISTAKES_NAME, force=True)
+        plots.save(mistakes_figure(evaluation, dataset), folder / MISTAKES_NAME, force=True)
     for name, written in outputs.items():
         if not written and force:
             (folder / name).unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import sys
@@ -9,31 +10,89 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from digitlab import backend
+from digitlab import backend, plots
 from digitlab.config import ConfigError, TrainingConfig, to_toml
 from digitlab.dataset import Dataset
 from digitlab.errors import DigitlabError
 from digitlab.outputs import write_text
+from digitlab.report import MOST_MISTAKES_SHOWN
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.figure import Figure
+
+    from digitlab.classifier import Classifier, DataSource, Images
+    from digitlab.evaluate import Evaluation
 
 
 @dataclass
 class Run:
-    """A finished training run: its folder, model, per-epoch history and final figures."""
+    """A finished training run: its folder, model, per-epoch history and final figures.
+
+    `path` is the run folder (model.keras, history.csv, metrics.json, the pictures and
+    report.html); `history` a pandas DataFrame with one row per epoch; `metrics` what
+    metrics.json holds. `evaluation` is the model's evaluation at the end of training on
+    `evaluation_data`: the test data, or the validation split when there is no test data.
+
+    Evaluating, predicting and submitting go through `run.classifier`, a `Classifier` of the
+    run's model; with `data=None` they use `evaluation_data` and its evaluation.
+    """
 
     path: Path
     config: TrainingConfig
-    model: Any
-    history: Any  # pandas.DataFrame, one row per epoch
+    model: Any  # keras.Model
+    history: pandas.DataFrame
     metrics: dict[str, Any] = field(default_factory=dict)
+    evaluation: Evaluation | None = field(default=None, repr=False)
+    evaluation_data: Dataset | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         accuracy = self.metrics.get("test_accuracy", self.metrics.get("validation_accuracy"))
         shown = f", accuracy {accuracy:.4f}" if accuracy is not None else ""
         return f"Run({str(self.path)!r}, {self.config.recipe}{shown})"
+
+    @functools.cached_property
+    def classifier(self) -> Classifier:
+        """A `Classifier` of the run's model, defaulting to the run's evaluation data."""
+        from digitlab.classifier import Classifier
+
+        return Classifier(self.model, self.path, default_data=self.evaluation_data,
+                          default_evaluation=self.evaluation)
+
+    def evaluate(self, data: DataSource | None = None) -> Evaluation:
+        """The model's figures on labelled `data` (a source or Dataset); None: the run's own
+        test data (validation split if none), as evaluated at the end of training."""
+        return self.classifier.evaluate(data)
+
+    def predict(self, images: Images) -> np.ndarray:
+        """The predicted digit of each image; see `Classifier.predict` for the forms `images` takes."""
+        return self.classifier.predict(images)
+
+    def predict_probabilities(self, images: Images) -> np.ndarray:
+        """float32 (N, 10) probabilities of each digit; see `Classifier.predict_probabilities`."""
+        return self.classifier.predict_probabilities(images)
+
+    def submit(self, test_csv: str | Path | Dataset, path: str | Path, force: bool = False,
+               offline: bool = False) -> Path:
+        """Write a Kaggle submission for `test_csv`; see `Classifier.submit`."""
+        return self.classifier.submit(test_csv, path, force, offline)
+
+    def plot_curves(self) -> Figure:
+        """Accuracy, loss and learning rate per epoch, training against validation."""
+        return plots.training_curves(self.history)
+
+    def plot_confusion_matrix(self, data: DataSource | None = None, normalize: bool = True) -> Figure:
+        """The confusion matrix on `data` (None: the run's own, see `evaluate`), in percent of
+        each true digit with `normalize`, else in counts."""
+        return self.classifier.plot_confusion_matrix(data, normalize)
+
+    def plot_mistakes(self, data: DataSource | None = None, count: int = MOST_MISTAKES_SHOWN) -> Figure:
+        """The `count` most confident mistakes on `data` (None: the run's own, see `evaluate`)."""
+        return self.classifier.plot_mistakes(data, count)
 
 
 @dataclass
@@ -244,4 +303,6 @@ def train(config: TrainingConfig, offline: bool = False, verbose: int | None = N
                      "training time": f"{training_seconds:.1f} s",
                      "parameters": f"{model.count_params():,}"},
         )
-    return Run(folder, config, model, history, metrics)
+    return Run(folder, config, model, history, metrics,
+               evaluation=evaluated.get(shown_name),
+               evaluation_data=splits.test if shown_name == "test" else splits.validation)

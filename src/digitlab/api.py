@@ -1,0 +1,107 @@
+"""Training from Python: `digitlab.train`, the function the `digitlab train` command calls too.
+
+`digitlab.train` is this module's `train`; the training machinery itself is in
+`digitlab.training` (its `train` takes a resolved `TrainingConfig`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+from digitlab.config import Augmentation, ConfigError, TrainingConfig, resolve
+from digitlab.dataset import Dataset
+from digitlab.training import Run
+from digitlab.training import train as train_config
+
+__all__ = ["DEFAULT_RECIPE", "TRAINING_OPTIONS", "train"]
+
+DEFAULT_RECIPE = "keras-example"
+TRAINING_OPTIONS = tuple(option.name for option in dataclasses.fields(TrainingConfig))
+
+
+def _checked_options(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides as config values; an unknown name is an error suggesting the nearest one."""
+    options = {}
+    for name, value in overrides.items():
+        if name not in TRAINING_OPTIONS:
+            close = difflib.get_close_matches(name, TRAINING_OPTIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"digitlab.train got an unknown option {name!r}{hint}; "
+                f"options are: {', '.join(TRAINING_OPTIONS)}"
+            )
+        if isinstance(value, Dataset):
+            raise ConfigError(
+                f"{name} must be a source (a dataset name, file or folder), not a Dataset in memory; "
+                "save it first, e.g. digitlab.convert.convert({'train': dataset}, 'mine.npz')"
+            )
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, Augmentation):
+            value = dataclasses.asdict(value)
+        options[name] = value
+    return options
+
+
+def train(
+    recipe: str | Path | None = None,
+    data: str | Path | None = None,
+    *,
+    config_file: str | Path | None = None,
+    offline: bool = False,
+    verbose: int | None = None,
+    **overrides: Any,
+) -> Run:
+    """Train a digit recogniser and write its run folder, as `digitlab train` does; returns the Run.
+
+    Settings are laid over each other in this order, later ones winning: the defaults, the
+    recipe, `config_file` (a TOML file of options), then `data` and the keyword overrides.
+    Without a recipe or config file the recipe is "keras-example", as on the command line.
+
+    recipe       a shipped recipe: "keras-example", "tiny-convnet", "three-conv-batchnorm",
+                 "four-conv-augmented", ... (digitlab.config.recipe_names()), or a .toml file
+    data         the training source: "mnist" (the default), an IDX or Kaggle CSV file or
+                 folder, a Keras-style .npz or an image folder; its test part, if it has one,
+                 is only reported on, never used to choose
+    config_file  a TOML file of options
+    offline      never download MNIST
+    verbose      Keras's 0 (silent), 1 (progress bar) or 2 (a line per epoch); by default a
+                 progress bar in a terminal and a line per epoch elsewhere
+
+    Any option of `digitlab.config.TrainingConfig` can be given by keyword; the main ones:
+
+        model            a name from digitlab.models.names(), e.g. "gap-convnet"
+        epochs           passes over the training data; steps_per_epoch sets batches per epoch
+        batch_size       images per batch
+        optimizer        "adam", "adamw", "rmsprop" or "sgd", with learning_rate
+        schedule         "constant", "exponential" (decay_rate), "plateau", "cosine", "one-cycle"
+        augmentation     a dict of rotation (degrees), zoom, width_shift, height_shift (fractions)
+        validation       a fraction (0.1), a count (5000) or a source of its own
+        train_limit      train on a stratified subset of this many images
+        label_smoothing, early_stopping_patience, keep_best, seed, threads, runs_dir
+
+    A misspelt option, a wrong type or a bad value raises `digitlab.config.ConfigError`
+    naming it. The run folder (runs/<time>-<recipe>/ unless runs_dir says otherwise) holds
+    model.keras, history.csv, metrics.json, the pictures and report.html.
+
+    Example:
+
+        >>> import digitlab
+        >>> run = digitlab.train("keras-example", epochs=3, train_limit=10_000,
+        ...                      augmentation={"rotation": 10, "zoom": 0.1})
+        >>> run.metrics["test_accuracy"]
+        >>> run.plot_curves()                    # a matplotlib Figure, inline in notebooks
+        >>> run.predict(digitlab.load("mnist:test").images[:10])
+        >>> run.submit("test.csv", "submission.csv")
+    """
+    if data is not None:
+        overrides = {"data": data, **overrides}
+    options = _checked_options(overrides)
+    if recipe is None and config_file is None:
+        recipe = DEFAULT_RECIPE
+    config = resolve(recipe=None if recipe is None else str(recipe), config_file=None if config_file is None else Path(config_file),
+                     overrides=options)
+    return train_config(config, offline=offline, verbose=verbose)

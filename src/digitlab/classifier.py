@@ -1,0 +1,176 @@
+"""A trained digit model and what a user does with it: evaluate, predict, submit, draw.
+
+`digitlab.load_model(path)` gives a `Classifier` for a saved model, and a training `Run` hands
+the same work to a `Classifier` of its model. The command line's evaluate, predict and submit
+commands use these functions too, so notebook and command line give the same answers.
+
+Images go to the model as digitlab holds them, uint8 (N, 28, 28) with white ink on black;
+`digitlab.modelio.input_adapter` reshapes and scales them to what each model takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+
+from digitlab import modelio, plots
+from digitlab.dataset import IMAGE_SIDE, Dataset
+from digitlab.errors import DigitlabError
+from digitlab.evaluate import Evaluation, evaluate
+from digitlab.formats.image_folder import read_image
+from digitlab.outputs import check_new
+from digitlab.predict import images_to_predict, write_submission
+from digitlab.report import MOST_MISTAKES_SHOWN, mistakes_figure
+from digitlab.sources import load
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
+
+__all__ = ["DEFAULT_EVALUATION_DATA", "Classifier", "DataSource", "Images", "as_images", "load_model"]
+
+DEFAULT_EVALUATION_DATA = "mnist:test"
+
+DataSource = Union[str, Path, Dataset]
+"""Labelled data: a source such as "mnist:test" or "train.csv", or a Dataset."""
+
+Images = Union[np.ndarray, Dataset, str, Path, Sequence[Union[str, Path, np.ndarray]]]
+"""Images to predict: uint8 (N, 28, 28) or one (28, 28), a Dataset, a source, or a list of image files."""
+
+
+def as_images(images: Images, offline: bool = False) -> np.ndarray:
+    """uint8 (N, 28, 28) images from any of the forms `Classifier.predict` takes.
+
+    A source (a file or folder name, "mnist:test") gives its test part when it has one, as the
+    `predict` command does; a list may hold image file paths (28x28 greyscale) or arrays.
+    """
+    if isinstance(images, Dataset):
+        return images.images
+    if isinstance(images, (str, Path)):
+        return images_to_predict(images, offline).images
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("no images to predict: the list is empty")
+        images = np.stack(
+            [read_image(item) if isinstance(item, (str, Path)) else np.asarray(item) for item in images]
+        )
+    array = np.asarray(images)
+    if array.shape == (IMAGE_SIDE, IMAGE_SIDE):
+        array = array[np.newaxis]
+    if array.ndim != 3 or array.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise ValueError(f"images must have shape (N, 28, 28) or be one (28, 28) image, got {array.shape}")
+    if array.dtype != np.uint8:
+        raise ValueError(
+            f"images must be uint8 pixels 0..255, white ink on black as in MNIST, got {array.dtype}"
+            " (for floats in [0, 1] use (images * 255).round().astype(np.uint8))"
+        )
+    return array
+
+
+class Classifier:
+    """A trained digit model: evaluate it, predict with it, write a Kaggle submission, draw figures.
+
+    `model` is a Keras model taking 28x28 images in a shape `digitlab.modelio.input_adapter`
+    can feed and giving 10 classes; `path` is where it was loaded from, if anywhere. Methods
+    that take labelled `data` use `default_data` when it is None ("mnist:test" unless told
+    otherwise); `default_evaluation`, if given, is the known evaluation of `default_data` (a
+    `Run` passes the one made at the end of training) and is returned instead of a new one.
+
+    >>> classifier = digitlab.load_model("runs/20261121-120000-keras-example")
+    >>> classifier.evaluate("mnist:test").accuracy
+    >>> classifier.predict(["my-digit.png"])          # array([7])
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        path: str | Path | None = None,
+        *,
+        default_data: DataSource | None = DEFAULT_EVALUATION_DATA,
+        default_evaluation: Evaluation | None = None,
+        batch_size: int = modelio.DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if default_evaluation is not None and not isinstance(default_data, Dataset):
+            raise ValueError("default_evaluation needs default_data: the Dataset it was made on")
+        self.model = model
+        self.path = None if path is None else Path(path)
+        self.default_data = default_data
+        self._default_evaluation = default_evaluation
+        self._probabilities_of = modelio.input_adapter(model, batch_size)  # also checks the model
+
+    def __repr__(self) -> str:
+        name = str(self.path) if self.path is not None else self.model.name
+        return f"Classifier({name!r}, {self.model.count_params():,} weights)"
+
+    def predict_probabilities(self, images: Images) -> np.ndarray:
+        """float32 (N, 10): each image's probability of being each digit 0..9.
+
+        `images` is uint8 (N, 28, 28) or one (28, 28) image, a Dataset, a source (a file or
+        folder of digits; its test part if it has one) or a list of 28x28 image files.
+        """
+        return self._probabilities_of(as_images(images))
+
+    def predict(self, images: Images) -> np.ndarray:
+        """int64 (N,): the most probable digit of each image (one image gives an array of one).
+
+        Takes the same `images` as `predict_probabilities`.
+        """
+        return self.predict_probabilities(images).argmax(axis=1)
+
+    def evaluate(self, data: DataSource | None = None) -> Evaluation:
+        """Accuracy, loss, confusion matrix and per-class figures on labelled `data`.
+
+        `data` is a source ("mnist:test", "train.csv"; a source with several parts gives its
+        train part unless one is named) or a Dataset; None means `default_data`.
+        """
+        return self._evaluated(data)[1]
+
+    def submit(
+        self, test_csv: str | Path | Dataset, path: str | Path, force: bool = False, offline: bool = False
+    ) -> Path:
+        """Write a Kaggle Digit Recognizer submission (`ImageId,Label`) for the images of `test_csv`.
+
+        `test_csv` is Kaggle's test.csv, a folder holding it, any other source or a Dataset.
+        An existing `path` is refused before any work unless `force`. Returns the path written.
+        """
+        path = check_new(path, force)
+        test = test_csv if isinstance(test_csv, Dataset) else images_to_predict(test_csv, offline)
+        return write_submission(path, self.predict(test), force)
+
+    def plot_confusion_matrix(self, data: DataSource | None = None, normalize: bool = True) -> Figure:
+        """The confusion matrix on `data` (see `evaluate`): rows true digits, columns predicted.
+
+        With `normalize`, each cell is the percentage of its true digit's images, else a count.
+        """
+        return plots.confusion_matrix_figure(self.evaluate(data).confusion, normalize=normalize)
+
+    def plot_mistakes(self, data: DataSource | None = None, count: int = MOST_MISTAKES_SHOWN) -> Figure:
+        """The `count` most confidently wrong images of `data` (see `evaluate`), each titled
+        with its true digit, the prediction and the model's confidence."""
+        dataset, evaluation = self._evaluated(data)
+        return mistakes_figure(evaluation, dataset, count)
+
+    def _evaluated(self, data: DataSource | None) -> tuple[Dataset, Evaluation]:
+        if data is None:
+            if self.default_data is None:
+                raise DigitlabError("no data to evaluate on: give labelled data, e.g. \"mnist:test\"")
+            if self._default_evaluation is not None:
+                return self.default_data, self._default_evaluation
+            data = self.default_data
+        dataset = data if isinstance(data, Dataset) else load(data)
+        return dataset, evaluate(self._probabilities_of, dataset)
+
+
+def load_model(path: str | Path) -> Classifier:
+    """Load a trained model as a Classifier: a `.keras` file, a run folder or a legacy `.h5`.
+
+    Models load in Keras's safe mode (a file carrying Python code is refused); any problem
+    raises `digitlab.modelio.ModelError` naming the file.
+
+    >>> classifier = digitlab.load_model("runs/20261121-120000-keras-example")
+    >>> classifier.predict(digitlab.load("mnist:test").images[:5])
+    """
+    return Classifier(modelio.load_model(path), path)
