@@ -104,3 +104,28 @@ def test_users_own_model_file_trains_from_the_command_line(tmp_path, run_cli):
     result = run_cli("train", "--data", data, "--model-file", model_file, "--model", "my-dense",
                      "--epochs", "1", "--runs-dir", tmp_path / "runs")
     assert result.code == 0, result.err
+
+
+def test_predict_photos_prints_each_file_and_writes_json_and_csv(trained_run, run_cli, tmp_path):
+    import json
+
+    from PIL import Image, ImageDraw
+
+    run, _ = trained_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    page = Image.new("RGB", (300, 200), "white")
+    ImageDraw.Draw(page).line([(120, 40), (150, 30), (150, 170)], fill="black", width=14)
+    page.save(photos / "one.jpg")
+    Image.new("RGB", (120, 90), "white").save(photos / "blank.png")
+    result = run_cli("predict", run.path, photos, "--output", tmp_path / "readings.json",
+                     "--debug-dir", tmp_path / "seen")
+    assert result.code == 0, result.err
+    assert "blank.png: no digit found" in result.out and "one.jpg: " in result.out and "top-3" in result.out
+    readings = json.loads((tmp_path / "readings.json").read_text())
+    assert [len(reading["digits"]) for reading in readings] == [0, 1]
+    assert any(path.name.startswith("one-digit-0") for path in (tmp_path / "seen").iterdir())
+    as_csv = run_cli("predict", run.path, photos / "one.jpg", "-o", tmp_path / "readings.csv")
+    header, row = (tmp_path / "readings.csv").read_text().splitlines()
+    assert header.startswith("file,text,confidence,position,digit") and row.split(",")[3] == "0"
+    assert as_csv.code == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from digitlab.sources import load
 
 if TYPE_CHECKING:
     import keras
+
+    from digitlab.recognise import Reading
     from matplotlib.figure import Figure
 
 __all__ = ["DEFAULT_EVALUATION_DATA", "Classifier", "DataSource", "Images", "as_images", "load_model"]
@@ -119,6 +121,17 @@ class Classifier:
         Takes the same `images` as `predict_probabilities`.
         """
         return self.predict_probabilities(images).argmax(axis=1)
+
+    def read(self, image: Any, multi_digit: bool = True, debug_dir: str | Path | None = None) -> Reading:
+        """Read the digits in a photo, scan or drawing (a path, bytes or a PIL image).
+
+        The image is prepared as MNIST's digits were (see `digitlab.preprocess`) and a number is
+        read digit by digit, left to right: `model.read("house-number.jpg").text` -> "2026".
+        With `debug_dir`, the 28x28 digits the model saw are written there as PNG.
+        """
+        from digitlab.recognise import read
+
+        return read(self._probabilities_of, image, multi_digit, None if debug_dir is None else Path(debug_dir))
 
     def evaluate(self, data: DataSource | None = None) -> Evaluation:
         """Accuracy, loss, confusion matrix and per-class figures on labelled `data`.

@@ -328,22 +328,79 @@ def evaluate_command(
     console.print(f"report: {report}")
 
 
+def _photo_files(inputs: list[str]) -> list[Path] | None:
+    """The image files to read one by one, if every input is an image or a flat folder of them."""
+    from digitlab.formats.image_folder import is_image_file
+
+    files: list[Path] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_file() and is_image_file(path):
+            files.append(path)
+        elif path.is_dir():
+            entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
+            if not entries or any(entry.is_dir() for entry in entries):
+                return None
+            images = [entry for entry in entries if is_image_file(entry)]
+            if not images:
+                return None
+            files.extend(images)
+        else:
+            return None
+    return files
+
+
+def _print_reading(reading) -> None:
+    if not reading.found:
+        console.print(f"{reading.source}: no digit found", highlight=False)
+        return
+    top3 = "  ".join(
+        "/".join(f"{digit} {probability:.0%}" for digit, probability in entry.top3) for entry in reading.digits
+    )
+    console.print(f"{reading.source}: [bold]{reading.text}[/bold]  confidence {reading.confidence:.1%}   "
+                  f"top-3: {top3}", highlight=False)
+
+
 @app.command("predict")
 def predict_command(
     model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
-    source: SourceArgument,
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV of id, label and the 10 probabilities.")] = Path("predictions.csv"),
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Photos, scans or drawings (files or folders of them), or one data source "
+                       "(Kaggle test.csv, IDX, npz, a folder of 28x28 digits by label)."),
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Photos: .csv or .json of the readings. A data source: CSV of id, "
+                     "label and the 10 probabilities (default predictions.csv)."),
+    ] = None,
+    single: Annotated[bool, typer.Option("--single", help="Photos hold one digit each: read only the main one.")] = False,
+    debug_dir: Annotated[
+        Optional[Path], typer.Option("--debug-dir", help="Write the 28x28 digits the model saw as PNG.")
+    ] = None,
     force: ForceOption = False,
 ) -> None:
-    """Predict every image of a source; writes id, predicted label and probabilities as CSV."""
+    """Predict digits: each photo's number with confidence and top-3, or every image of a data source."""
     _keras_quietly()
     from digitlab.classifier import load_model
     from digitlab.outputs import check_new
-    from digitlab.predict import images_to_predict, write_predictions
+    from digitlab.predict import images_to_predict, write_predictions, write_readings
 
-    check_new(output, force)
+    photos = _photo_files(inputs)
+    if output is not None:
+        check_new(output, force)
     classifier = load_model(model)
-    dataset = images_to_predict(source, _Settings.offline)
+    if photos is not None:
+        readings = [classifier.read(path, multi_digit=not single, debug_dir=debug_dir) for path in photos]
+        for reading in readings:
+            _print_reading(reading)
+        if output is not None:
+            console.print(f"wrote {write_readings(output, readings, force)}")
+        return
+    if len(inputs) != 1:
+        raise DigitlabError("give either image files and folders of images, or one data source")
+    output = output or check_new(Path("predictions.csv"), force)
+    dataset = images_to_predict(inputs[0], _Settings.offline)
     probabilities = classifier.predict_probabilities(dataset)
     write_predictions(output, dataset, probabilities, force)
     predicted = np.bincount(probabilities.argmax(axis=1), minlength=10)
@@ -364,6 +421,25 @@ def submit_command(
 
     path = submit(model, test_csv, output, force=force, offline=_Settings.offline)
     console.print(f"wrote {path}")
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_token: Annotated[
+        Optional[str], typer.Option(help="Require `Authorization: Bearer TOKEN` on /api (also DIGITLAB_API_TOKEN).")
+    ] = None,
+    allow_no_token: Annotated[
+        bool, typer.Option("--allow-no-token", help="Serve a non-loopback address without a token.")
+    ] = False,
+) -> None:
+    """Serve the drawing page and the HTTP API (POST /api/predict, docs at /docs)."""
+    _keras_quietly()
+    from digitlab.serve import run
+
+    run(model, host=host, port=port, api_token=api_token, allow_no_token=allow_no_token)
 
 
 def main() -> None:

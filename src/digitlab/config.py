@@ -65,7 +65,7 @@ class TrainingConfig:
     early_stopping_patience: int | None = None
     early_stopping_monitor: str = "val_loss"
     keep_best: bool = True  # the saved model is the best epoch by checkpoint_monitor
-    checkpoint_monitor: str = "val_accuracy"
+    checkpoint_monitor: str = "val_loss"
     seed: int = 0
     threads: int | None = None  # CPU threads for TensorFlow; default: all cores
     tensorboard: bool = False

@@ -7,7 +7,9 @@ whole or not at all, and never replace an existing file unless asked to.
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +119,28 @@ def submit(
 
     output_path = check_new(output_path, force)
     return load_classifier(model_path).submit(test_source, output_path, force, offline)
+
+
+def write_readings(path: str | Path, readings: list, force: bool = False) -> Path:
+    """Readings of photos as JSON (one object per file) or CSV (one row per digit found).
+
+    The CSV columns are file, text, confidence, position, digit, digit_confidence and the
+    top three digits with their probabilities; a file with no digit has one row with empty
+    digit columns.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        text = json.dumps([reading.as_dict() for reading in readings], indent=2) + "\n"
+        return write_bytes(path, text.encode(), force)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "text", "confidence", "position", "digit", "digit_confidence",
+                     "first", "first_p", "second", "second_p", "third", "third_p"])
+    for reading in readings:
+        if not reading.digits:
+            writer.writerow([reading.source, "", "", "", "", "", "", "", "", "", "", ""])
+        for position, digit in enumerate(reading.digits):
+            top3 = [value for pair in digit.top3 for value in (pair[0], f"{pair[1]:.6f}")]
+            writer.writerow([reading.source, reading.text, f"{reading.confidence:.6f}", position,
+                             digit.digit, f"{digit.confidence:.6f}", *top3])
+    return write_bytes(path, buffer.getvalue().encode(), force)

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import secrets
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +49,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
+from digitlab import __version__
 from digitlab.dataset import IMAGE_SIDE, NUM_CLASSES
 from digitlab.errors import DigitlabError
 
@@ -102,7 +105,9 @@ class DigitResult(BaseModel):
     probabilities: list[float] = Field(description="the probability of each digit 0..9")
     top3: list[tuple[int, float]] = Field(description="the three most probable digits, best first")
     pixels: list[list[int]] = Field(description="the 28x28 image the model saw, rows of 0..255")
-    box: list[int] | None = Field(default=None, description="where the digit was found in the image")
+    box: list[int] | None = Field(
+        default=None, description="where the digit is in the image: [left, top, right, bottom] in pixels"
+    )
 
 
 class Prediction(BaseModel):
@@ -123,6 +128,8 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
+    """What /healthz answers: "ok" and the model's name."""
+
     status: str
     model: str
 
@@ -239,11 +246,21 @@ def _checked_pixels(values: Any) -> np.ndarray:
     if len(values) != PIXEL_COUNT:
         raise _problem(422, f"pixels must hold {PIXEL_COUNT} numbers (28x28, row-major), got {len(values)}")
     for index, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _problem(422, f"pixels[{index}] is {json.dumps(value)}, not a number")
-        if not 0 <= value <= 255:
-            raise _problem(422, f"pixels[{index}] is {value}, outside 0..255")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _problem(422, f"pixels[{index}] is not a number but {_json_kind(value)}")
+        if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= 255:
+            raise _problem(422, f"pixels[{index}] is {_clipped(value)}, outside 0..255")
     return np.rint(np.asarray(values, dtype=np.float64)).astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {bool: "true or false", str: "a string", list: "a list", dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _clipped(value: Any, length: int = 24) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    return text if len(text) <= length else text[: length - 3] + "..."
 
 
 @dataclass
@@ -258,7 +275,7 @@ class _Request:
 def _json_request(body: bytes, multi_digit: bool) -> _Request:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON, or a number of 4,300+ digits
         raise _problem(400, f"the body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise _problem(422, 'the JSON body must be an object with "image" or "pixels"')
@@ -371,8 +388,11 @@ def _digit_result(probabilities: np.ndarray, pixels: np.ndarray, box: Any = None
 
 
 def _box_list(box: Any) -> list[int] | None:
+    """A digit's box as [left, top, right, bottom] in the image's pixels, when known."""
     if box is None:
         return None
+    if hasattr(box, "as_tuple"):
+        box = box.as_tuple()
     try:
         return [int(value) for value in box]
     except (TypeError, ValueError):
@@ -485,7 +505,7 @@ def create_app(
             "used as they are."
             + (" Every `/api/` request needs `Authorization: Bearer <token>`." if api_token else "")
         ),
-        version=_version(),
+        version=__version__,
         docs_url=None,
         redoc_url=None,
     )
@@ -496,8 +516,6 @@ def create_app(
     def limiter() -> Any:
         # Created on first use, inside the event loop that will use it.
         if not limiter_holder:
-            import anyio
-
             limiter_holder.append(anyio.CapacityLimiter(PREDICTION_THREADS))
         return limiter_holder[0]
 
@@ -589,8 +607,6 @@ def create_app(
         `{"pixels": [784 numbers 0..255]}` (28x28 row-major, white ink on black, used as is).
         An image with no ink answers 200 with `found: false` and `text: ""`.
         """
-        import anyio
-
         wanted = await _parse_request(request, max_body_bytes, multi_digit)
         if wanted.image is not None:
             _check_image_size(wanted.image, max_pixels)
@@ -608,12 +624,6 @@ def create_app(
         return answer
 
     return app
-
-
-def _version() -> str:
-    from digitlab import __version__
-
-    return __version__
 
 
 # ---------------------------------------------------------------------------- running
@@ -688,7 +698,8 @@ def run(
             "on 127.0.0.1, or pass --allow-no-token if an open server is what you want"
         )
     if not is_loopback(host) and api_token is None:
-        logger.warning("serving on %s with no API token: anyone who can reach it can use it", host)
+        print(f"digitlab: warning: serving on {host} with no API token: anyone who can reach it can use it",
+              file=sys.stderr, flush=True)
     app = create_app_for_model(model_path, api_token, max_body_bytes, max_pixels)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/"

@@ -1,7 +1,8 @@
 """Digit images as files: `root/<label>/*.png` (labelled), a flat folder (unlabelled), one file.
 
-Images that are already 28x28 greyscale load as they are. Other images need MNIST-style
-preparation (cropping, scaling, centring), which is refused here with a clear message.
+Images that are already 28x28 greyscale load as they are. Any other image (a photo, a scan, a
+drawing, a colour or larger image) is prepared as MNIST was made by `digitlab.preprocess`: its
+main digit found, cropped, scaled into 20x20 and centred by centre of mass in 28x28.
 """
 
 from __future__ import annotations
@@ -25,28 +26,22 @@ def is_image_file(path: Path) -> bool:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """One 28x28 greyscale image file as uint8 (28, 28)."""
+    """One image file as uint8 (28, 28), white ink on black.
+
+    A 28x28 greyscale image loads exactly as it is. Any other image is prepared as MNIST was
+    made (`digitlab.preprocess.prepare`, one digit: the largest, with its pieces); an image in
+    which no digit is found raises DataError "no digit found".
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as image:
-            image.load()
-            size, mode = image.size, image.mode
-            if size != (IMAGE_SIDE, IMAGE_SIDE):
-                raise DataError(
-                    path,
-                    f"image is {size[0]}x{size[1]} pixels; digitlab loads 28x28 greyscale digits "
-                    "as they are (resize and centre it as MNIST does first)",
-                )
-            if mode in ("L", "1", "P", "LA", "PA"):
-                return np.asarray(image.convert("L"), dtype=np.uint8)
-            if mode in ("RGB", "RGBA"):
-                channels = np.asarray(image.convert("RGB"))
-                if (channels == channels[..., :1]).all():
-                    return np.ascontiguousarray(channels[..., 0])
-                raise DataError(path, "colour image; digitlab loads greyscale 28x28 digits as they are")
-            raise DataError(path, f"image mode {mode} is not supported; save it as 8-bit greyscale")
+            if image.size == (IMAGE_SIDE, IMAGE_SIDE):
+                image.load()
+                pixels = _grey_as_is(image)
+                if pixels is not None:
+                    return pixels
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
     except UnidentifiedImageError:
@@ -54,9 +49,28 @@ def read_image(path: str | Path) -> np.ndarray:
     except Image.DecompressionBombError as error:
         raise DataError(path, f"refused: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, DataError):
-            raise
         raise DataError(path, f"cannot decode the image ({error})") from None
+    return _prepared_digit(path)
+
+
+def _grey_as_is(image) -> np.ndarray | None:
+    """The pixels of a greyscale image (grey RGB included), or None for colour and other modes."""
+    if image.mode in ("L", "1", "P", "LA", "PA"):
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+    if image.mode in ("RGB", "RGBA"):
+        channels = np.asarray(image.convert("RGB"))
+        if (channels == channels[..., :1]).all():
+            return np.ascontiguousarray(channels[..., 0])
+    return None
+
+
+def _prepared_digit(path: Path) -> np.ndarray:
+    from digitlab.preprocess import prepare
+
+    prepared = prepare(path, multi_digit=False)
+    if not prepared.digits:
+        raise DataError(path, "no digit found")
+    return prepared.digits[0]
 
 
 def _order_key(path: Path) -> tuple:

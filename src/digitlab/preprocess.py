@@ -1,0 +1,877 @@
+"""Turning people's own digits (photos, scans, drawings) into MNIST-style 28x28 images.
+
+MNIST digits are white ink on black, the digit scaled (anti-aliased, aspect ratio kept) so that
+its longer side is 20 pixels and placed in a 28x28 image with its centre of mass at the centre.
+A model trained on them guesses when fed anything else, so every image a user gives is prepared
+the same way, here, whether it comes from `digitlab predict`, an image folder or a drawing:
+
+1. `open_image`: any common image file, bytes or PIL image becomes 8-bit grey, EXIF rotation
+   applied, transparency resolved (a canvas drawing whose alpha channel holds the strokes gives
+   dark strokes on white, whatever their colour).
+2. `to_grey_ink`: the ink as floats in [0, 1], 1 = full ink, background exactly 0. The paper's
+   uneven lighting is modelled by a smooth surface fitted robustly and divided out, the polarity
+   (dark on light or light on dark) is read from which side of the background the strong
+   differences lie, and the ink levels are stretched but kept (anti-aliased edges stay grey).
+   Specks too small to be strokes are removed.
+3. `segment`: connected pieces of ink, pieces stacked above each other (a 5's hat, a broken
+   stroke) merged, stray dots dropped, one `Box` per digit from left to right.
+4. `to_mnist`: each digit cropped, strokes thickened when a thin pen would vanish at 20 pixels,
+   scaled into 20x20 and centred by centre of mass in 28x28, uint8 white on black.
+
+`prepare` runs all four. A 28x28 image that is already MNIST-style comes out as it went in.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+
+from digitlab.dataset import IMAGE_SIDE
+from digitlab.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "MAX_PIXELS", "Box", "ImageSource", "Prepared", "open_image", "prepare", "segment",
+    "to_grey_ink", "to_mnist",
+]
+
+ImageSource = Union[str, Path, bytes, "Image.Image"]
+"""An image file's path, its bytes, or a PIL image."""
+
+MAX_PIXELS = 40_000_000
+"""Images with more pixels are refused (a decompression bomb, or no photo of a digit)."""
+
+DIGIT_BOX = 20  # MNIST fitted each digit's longer side into 20 pixels...
+CENTRE = IMAGE_SIDE / 2  # ...and put its centre of mass here (pixel centres at 0, 1, ..., 27)
+WORK_SIDE = 1024  # larger images are reduced to about this before the ink is looked for
+
+# Ink must stand out from the paper by this share of the paper's brightness, and by this many
+# times the noise, before anything is read as ink: below it an image is blank.
+MIN_CONTRAST = 0.1
+NOISE_SIGMAS = 5.0
+FLOOR_SIGMAS = 3.0  # ink levels start this many noise sigmas above the paper
+FULL_INK_PERCENTILE = 90  # of the clearly-ink pixels: the level stretched to full ink
+
+# Stroke widths in pixels of the 20-pixel box, measured as 2 * area / perimeter of the pixels
+# at half ink or more: MNIST's median is 2.0 and only 3 of its 10,000 test digits are below 0.8.
+THIN_STROKE = 0.8
+TARGET_STROKE = 2.0
+THICKEN_SIDE = 4 * DIGIT_BOX  # thin strokes are thickened at this resolution
+EDGE_SOFTNESS = 0.2  # half the range of ink levels kept as edge in sharply resolved digits
+
+# Segmenting: shares of the largest piece, of the line height (the median height of the digits).
+NOISE_AREA = 0.02  # pieces smaller than this share of the largest piece's area are noise
+MAX_INK_SHARE = 0.4  # a piece covering more of the image than this is background, not ink
+EDGE_CONTACT = 0.3  # a piece running along this share of the image's rim is background
+EDGE_BLOB_WIDTH = 3.0  # pieces at the edge with strokes this many times wider than any inside are background
+STACK_OVERLAP = 0.5  # horizontal overlap (share of the narrower) of pieces of one digit
+STACK_GAP = 0.3  # largest vertical gap between stacked pieces, as a share of the taller one
+FRAGMENT_HEIGHT = 0.5  # pieces lower than this share of the line height are fragments
+FRAGMENT_REACH = 0.3  # fragments this near a digit (share of line height) join it
+SINGLE_REACH = 0.3  # in single-digit mode, pieces this near the main digit (share of its size) join it
+
+
+@dataclass(frozen=True)
+class Box:
+    """A digit's pixel box: columns left..right-1, rows top..bottom-1.
+
+    `mask`, when present, marks which pixels inside the box belong to this digit (a
+    neighbouring digit's stroke may reach into the box); it is (bottom - top, right - left).
+    """
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom)."""
+        return (self.left, self.top, self.right, self.bottom)
+
+    def crop(self, ink: np.ndarray) -> np.ndarray:
+        """This digit's ink: the box cut out of `ink`, other digits' pixels set to 0."""
+        piece = ink[self.top : self.bottom, self.left : self.right]
+        return piece * self.mask if self.mask is not None else piece.copy()
+
+    def scaled(self, across: float, down: float, width: int, height: int) -> Box:
+        """The box in an image `across` times wider and `down` times taller (`width` x `height`
+        pixels), without a mask."""
+        return Box(
+            max(0, math.floor(self.left * across)),
+            max(0, math.floor(self.top * down)),
+            min(width, math.ceil(self.right * across)),
+            min(height, math.ceil(self.bottom * down)),
+        )
+
+
+@dataclass
+class Prepared:
+    """An image prepared for an MNIST model.
+
+    `digits` holds one uint8 (28, 28) MNIST-style image per digit found, left to right, and
+    `boxes` their pixel boxes in the original image (after EXIF rotation); both are empty when
+    the image holds no ink. `ink` is the ink map the digits were cut from (float32, 1 = ink),
+    at `scale` times the original size.
+    """
+
+    source: str
+    size: tuple[int, int]
+    digits: list[np.ndarray]
+    boxes: list[Box]
+    ink: np.ndarray = field(repr=False)
+    scale: float = 1.0
+
+    @property
+    def found(self) -> bool:
+        return bool(self.digits)
+
+
+# Opening images
+
+
+def _source_name(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return getattr(source, "filename", "") or "<image>"
+
+
+def _error_path(source: ImageSource) -> str | None:
+    name = _source_name(source)
+    return None if name.startswith("<") else name
+
+
+def _check_pixel_count(size: tuple[int, int], source: ImageSource) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise DataError(
+            _error_path(source),
+            f"refused: the image is {width}x{height} pixels, more than the "
+            f"{MAX_PIXELS // 1_000_000}-megapixel limit (a decompression bomb, or no digit photo)",
+        )
+    if width == 0 or height == 0:
+        raise DataError(_error_path(source), "the image has no pixels")
+
+
+def _decode(source: ImageSource) -> Image.Image:
+    """The first frame of the image file or bytes, its size checked before it is decoded, EXIF
+    orientation applied."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = _error_path(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                opened = Image.open(io.BytesIO(bytes(source)))
+            else:
+                opened = Image.open(Path(source))
+            with opened:
+                _check_pixel_count(opened.size, source)
+                opened.seek(0)
+                opened.load()
+                return _upright(opened)
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise DataError(path, "not an image, or a damaged one") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(path, f"refused: {error}") from None
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise DataError(path, f"not an image, or a damaged one ({error})") from None
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """A copy of the image turned as its EXIF orientation says (palette and transparency kept)."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError):
+        return image.copy()  # a damaged EXIF block: keep the pixels as stored
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma, as Pillow's convert("L"), of float RGB (..., 3)."""
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _resolve_alpha(image: Image.Image) -> np.ndarray:
+    """Grey in [0, 1] (1 = white) of an image with an alpha channel.
+
+    Transparent background is paper. When the opaque part is strokes of one even colour
+    (drawn on a transparent canvas, white ones included) the alpha channel is the drawing:
+    opaque becomes black ink. Other drawings on transparent canvases are composited onto
+    white; a picture with transparent margins (opaque for the most part, or a solid block)
+    onto its own paper, as fitted to its opaque part, so that no edge appears where the
+    margin begins.
+    """
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+    alpha = rgba[..., 3]
+    grey = _luminance(rgba[..., :3])
+    opaque = alpha >= 0.5
+    paper: float | np.ndarray = 1.0
+    if opaque.any() and not opaque.all():
+        rows, columns = _bounding(opaque)
+        solid = opaque.mean() >= 0.5 or opaque[rows, columns].mean() >= 0.9
+        opaque_grey = grey[opaque]
+        even_colour = np.percentile(opaque_grey, 95) - np.percentile(opaque_grey, 5) < 0.25
+        if solid:
+            paper = _background(grey, known=alpha >= 0.99)
+        elif even_colour:
+            return 1.0 - alpha
+    return grey * alpha + paper * (1.0 - alpha)
+
+
+def _high_depth_grey(image: Image.Image) -> np.ndarray:
+    """Grey in [0, 1] of 16-bit, 32-bit integer and float images (Pillow's convert("L") clips them)."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
+    else:
+        top = 255.0 if values.max(initial=0) <= 255 else 65535.0
+    return np.clip(values / top, 0.0, 1.0).astype(np.float32)
+
+
+def _flatten(image: Image.Image, source: ImageSource) -> Image.Image:
+    """Any PIL image as 8-bit grey ("L"), alpha resolved."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        grey = _resolve_alpha(image)
+    elif mode.startswith("I") or mode == "F":
+        grey = _high_depth_grey(image)
+    elif mode == "L":
+        return image
+    else:
+        try:
+            return image.convert("RGB").convert("L") if mode not in ("1", "RGB") else image.convert("L")
+        except (ValueError, OSError):
+            raise DataError(_error_path(source), f"image mode {mode} is not supported") from None
+    return Image.fromarray(np.round(grey * 255).astype(np.uint8), "L")
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    """Open any common image as 8-bit grey ("L"): PNG, JPEG, BMP, WebP, TIFF, GIF (first frame).
+
+    `source` is a path, the file's bytes or a PIL image, of any size and mode (grey, RGB, RGBA,
+    palette, 16-bit, CMYK, ...). The EXIF orientation is applied. A transparent background is
+    paper; where the alpha channel holds the strokes (a drawing on a transparent canvas, even
+    in white) they become black on white. Images over `MAX_PIXELS` and decompression bombs
+    are refused, and so is anything unreadable, with `DataError` naming the file.
+    """
+    from PIL import Image
+
+    if isinstance(source, Image.Image):
+        _check_pixel_count(source.size, source)
+        image = _upright(source)
+    elif isinstance(source, (str, Path, bytes, bytearray, memoryview)):
+        image = _decode(source)
+    else:
+        raise TypeError(f"expected a path, bytes or a PIL image, got {type(source).__name__}")
+    return _flatten(image, source)
+
+
+# Small image operations in NumPy
+
+
+def _gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur with edges repeated (Pillow's blur does not take float images)."""
+    if sigma < 0.3:
+        return values
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2).astype(np.float32)
+    taps /= taps.sum()
+    padded = np.pad(values, radius, mode="edge")
+    height, width = values.shape
+    across = taps[0] * padded[:, 0:width]
+    for offset in range(1, len(taps)):
+        across += taps[offset] * padded[:, offset : offset + width]
+    result = taps[0] * across[0:height]
+    for offset in range(1, len(taps)):
+        result += taps[offset] * across[offset : offset + height]
+    return result
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a (2 * radius + 1) square, separably."""
+    if radius <= 0:
+        return mask.copy()
+    result = mask.copy()
+    for axis in (0, 1):
+        grown = result.copy()
+        length = result.shape[axis]
+        for shift in range(1, min(radius, length - 1) + 1):
+            ahead = [slice(None), slice(None)]
+            behind = [slice(None), slice(None)]
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
+            grown[tuple(ahead)] |= result[tuple(behind)]
+            grown[tuple(behind)] |= result[tuple(ahead)]
+        result = grown
+    return result
+
+
+def _grey_dilate(values: np.ndarray, radius: int) -> np.ndarray:
+    """Grey-level dilation (a max filter) by a (2 * radius + 1) square, separably."""
+    result = values
+    for axis in (0, 1):
+        grown = result.copy()
+        for shift in range(1, radius + 1):
+            ahead = [slice(None), slice(None)]
+            behind = [slice(None), slice(None)]
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
+            np.maximum(grown[tuple(ahead)], result[tuple(behind)], out=grown[tuple(ahead)])
+            np.maximum(grown[tuple(behind)], result[tuple(ahead)], out=grown[tuple(behind)])
+        result = grown
+    return result
+
+
+def _resize(
+    values: np.ndarray, width: int, height: int, region: tuple[float, float, float, float] | None = None
+) -> np.ndarray:
+    """A float image (or its `region`: left, top, right, bottom, in fractional pixels) resized to
+    `width` x `height` with anti-aliasing: area averaging down, Lanczos up."""
+    from PIL import Image
+
+    if region is None:
+        if values.shape == (height, width):
+            return values.astype(np.float32, copy=True)
+        region = (0.0, 0.0, float(values.shape[1]), float(values.shape[0]))
+    shrinking = width <= region[2] - region[0] and height <= region[3] - region[1]
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.LANCZOS
+    image = Image.fromarray(np.ascontiguousarray(values, dtype=np.float32), "F")
+    return np.asarray(image.resize((width, height), method, box=region), dtype=np.float32)
+
+
+@dataclass
+class _Components:
+    """8-connected components of a mask: `labels` 1..count per pixel (0 = none), their
+    `areas` and boxes (`tops`, `lefts`, `bottoms`, `rights`; bottom and right exclusive)."""
+
+    labels: np.ndarray
+    count: int
+    areas: np.ndarray
+    tops: np.ndarray
+    lefts: np.ndarray
+    bottoms: np.ndarray
+    rights: np.ndarray
+
+
+def _union_roots(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """For `count` nodes joined by edges first[i]--second[i]: each node's smallest connected node."""
+    roots = np.arange(count)
+    while True:
+        lower = np.minimum(roots[first], roots[second])
+        hooked = roots.copy()
+        np.minimum.at(hooked, roots[first], lower)
+        np.minimum.at(hooked, roots[second], lower)
+        while True:  # point every node at its root
+            jumped = hooked[hooked]
+            if np.array_equal(jumped, hooked):
+                break
+            hooked = jumped
+        if np.array_equal(hooked, roots):
+            return roots
+        roots = hooked
+
+
+def _components(mask: np.ndarray) -> _Components:
+    """Label the 8-connected components of a boolean mask, by runs of ink along each row."""
+    height, width = mask.shape
+    padded = np.zeros((height, width + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    change = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(change == 1)
+    _, ends = np.nonzero(change == -1)  # exclusive; runs come out in the same row-major order
+    run_count = len(rows)
+    empty = np.zeros(0, dtype=np.int64)
+    if run_count == 0:
+        return _Components(np.zeros(mask.shape, np.int32), 0, empty, empty, empty, empty, empty)
+    stride = width + 2
+    start_keys = rows * stride + starts
+    end_keys = rows * stride + ends
+    # A run touches (8-connected) the runs of the next row that start at or before its end and
+    # end at or after its start; those form one range of consecutive runs.
+    first_below = np.searchsorted(end_keys, (rows + 1) * stride + starts, side="left")
+    after_below = np.searchsorted(start_keys, (rows + 1) * stride + ends, side="right")
+    counts = np.maximum(after_below - first_below, 0)
+    upper = np.repeat(np.arange(run_count), counts)
+    lower = np.repeat(first_below, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    roots = _union_roots(run_count, upper, lower)
+    _, component = np.unique(roots, return_inverse=True)
+    count = int(component.max()) + 1
+    lengths = ends - starts
+    run_of_pixel = np.repeat(np.arange(run_count), lengths)
+    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    labels = np.zeros(height * width, dtype=np.int32)
+    labels[rows[run_of_pixel] * width + starts[run_of_pixel] + within] = component[run_of_pixel] + 1
+    areas = np.bincount(component, weights=lengths, minlength=count).astype(np.int64)
+    tops = np.full(count, height, dtype=np.int64)
+    lefts = np.full(count, width, dtype=np.int64)
+    bottoms = np.zeros(count, dtype=np.int64)
+    rights = np.zeros(count, dtype=np.int64)
+    np.minimum.at(tops, component, rows)
+    np.maximum.at(bottoms, component, rows + 1)
+    np.minimum.at(lefts, component, starts)
+    np.maximum.at(rights, component, ends)
+    return _Components(labels.reshape(height, width), count, areas, tops, lefts, bottoms, rights)
+
+
+def _perimeters(pieces: _Components) -> np.ndarray:
+    """Each component's perimeter: the pixel edges between it and anything else."""
+    padded = np.pad(pieces.labels, 1)
+    perimeters = np.zeros(pieces.count + 1, dtype=np.int64)
+    for first, second in ((padded[:-1], padded[1:]), (padded[:, :-1], padded[:, 1:])):
+        edge = first != second
+        perimeters += np.bincount(first[edge], minlength=pieces.count + 1)
+        perimeters += np.bincount(second[edge], minlength=pieces.count + 1)
+    return perimeters[1:]
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """The mean stroke width of a mask in pixels, 2 * area / perimeter (0 when empty)."""
+    area = int(mask.sum())
+    if area == 0:
+        return 0.0
+    padded = np.pad(mask, 1).astype(np.int8)
+    perimeter = np.abs(np.diff(padded, axis=0)).sum() + np.abs(np.diff(padded, axis=1)).sum()
+    return 2.0 * area / perimeter
+
+
+# Finding the ink
+
+
+def _as_grey(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Float32 grey in [0, 1], 1 = white, from a PIL image or an array (uint8, or floats in [0, 1])."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        image = _flatten(image, image)
+        return np.asarray(image, dtype=np.float32) / 255
+    values = np.asarray(image)
+    values = values.astype(np.float32) / (255 if values.dtype == np.uint8 else 1)
+    if values.ndim == 3:
+        values = _luminance(values[..., :3])
+    if values.ndim != 2:
+        raise ValueError(f"expected a 2-D grey image, got shape {values.shape}")
+    return np.clip(values, 0.0, 1.0)
+
+
+def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """The paper (or screen) under the ink: a quadratic surface fitted robustly to the grey levels.
+
+    The fit runs on a small copy of the image, starting from the densest band of levels in the
+    middle of the image and then keeping the pixels near the surface, so ink of either polarity
+    and whatever lies around the paper are left out; a smooth surface
+    takes in gradients and vignetting of the lighting but never follows a stroke. Only the
+    `known` pixels, when given, are fitted; the surface covers the whole image.
+    """
+    height, width = grey.shape
+    grid_side = 48
+    shrink = min(1.0, grid_side / max(height, width))
+    small = _resize(grey, max(1, round(width * shrink)), max(1, round(height * shrink)))
+
+    def axis(count: int) -> np.ndarray:
+        return ((np.arange(count) + 0.5) / count * 2 - 1).astype(np.float32)
+
+    # A plane with curvature: 1, x, y, x², xy, y² (only a constant for tiny images).
+    terms = 1 if min(height, width) < 8 else 6
+    y, x = np.meshgrid(axis(small.shape[0]), axis(small.shape[1]), indexing="ij")
+    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y][:terms], axis=-1).reshape(-1, terms)
+    values = small.ravel()
+    usable = np.ones(values.shape, dtype=bool)
+    if known is not None:
+        usable = _resize(known.astype(np.float32), small.shape[1], small.shape[0]).ravel() > 0.99
+        if not usable.any():
+            return np.full(grey.shape, float(np.median(grey)), dtype=np.float32)
+    # Start from the densest 30% of the levels in the middle of the image, where the digit's
+    # paper is even when a dark table fills much of the frame around it.
+    rows, columns = small.shape
+    middle = np.zeros(small.shape, dtype=bool)
+    middle[rows // 4 : rows - rows // 4, columns // 4 : columns - columns // 4] = True
+    middle = middle.ravel() & usable
+    ordered = np.sort(values[middle if middle.sum() >= 10 else usable])
+    window = max(1, int(0.3 * ordered.size))
+    start = int(np.argmin(ordered[window - 1 :] - ordered[: ordered.size - window + 1]))
+    low, high = ordered[start], ordered[start + window - 1]
+    inliers = usable & (values >= low) & (values <= high)
+    coefficients = np.zeros(6, dtype=np.float32)
+    coefficients[0] = np.median(values[usable])
+    for _ in range(6):
+        if inliers.sum() < 2 * terms:
+            break
+        chosen = design[inliers]
+        normal = chosen.T @ chosen + 1e-6 * np.eye(terms, dtype=np.float32)
+        coefficients[:terms] = np.linalg.solve(normal, chosen.T @ values[inliers])
+        residual = values - design @ coefficients[:terms]
+        spread = max(1.4826 * float(np.median(np.abs(residual[inliers]))), 0.01)
+        kept = usable & (np.abs(residual) <= 2.5 * spread)
+        if np.array_equal(kept, inliers):
+            break
+        inliers = kept
+    constant, along_x, along_y, x_squared, x_times_y, y_squared = coefficients
+    x, y = axis(width)[None, :], axis(height)[:, None]
+    surface = constant + along_x * x + along_y * y + x_squared * x * x + x_times_y * x * y + y_squared * y * y
+    return np.clip(surface, 0.0, 1.0).astype(np.float32)
+
+
+def _noise(values: np.ndarray) -> float:
+    """The noise's standard deviation, from the median absolute deviation (ink is a minority)."""
+    sample = values.ravel()
+    if sample.size > 40_000:
+        sample = sample[:: sample.size // 40_000]
+    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+
+
+def _ink_is_dark(grey: np.ndarray, background: np.ndarray) -> bool:
+    """Whether the ink is darker than the background: where the strong differences lie."""
+    residual = grey - background
+    margin = FLOOR_SIGMAS * max(_noise(residual), 1 / 255)
+    dark = np.clip(-residual - margin, 0, None).sum()
+    light = np.clip(residual - margin, 0, None).sum()
+    if dark == light:  # nothing stands out: blank, call it paper
+        return float(np.median(background)) >= 0.5
+    return bool(dark > light)
+
+
+def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
+    """The ink of a digit image: float32 (H, W) in [0, 1] where 1 is full ink and 0 background.
+
+    Either polarity is taken (dark ink on light paper is inverted). The background is fitted as
+    a smooth surface and divided out (dark ink) or subtracted (light ink), so uneven lighting
+    goes. Pixels that stand out clearly from the noise mark the strokes; the ink levels near
+    them are stretched so that the stroke core is full ink, keeping anti-aliased edges grey,
+    and everything else is set to 0. Specks too small to be a stroke are removed. A blank or
+    noise-only image gives all zeros.
+    """
+    grey = _as_grey(image)
+    height, width = grey.shape
+    background = _background(grey)
+    if _ink_is_dark(grey, background):
+        contrast = 1.0 - grey / np.maximum(background, 0.05)
+    else:
+        contrast = (grey - background) / np.maximum(1.0 - background, 0.05)
+    contrast = contrast.astype(np.float32)
+    # Photos are smoothed a little before the ink is judged; small clean images are left alone.
+    smoothed = _gaussian_blur(contrast, max(height, width) / 700)
+    noise = _noise(smoothed)
+    clear = max(NOISE_SIGMAS * noise, MIN_CONTRAST)
+    clearly_ink = smoothed > clear
+    nothing = np.zeros(grey.shape, dtype=np.float32)
+    if clearly_ink.sum() < 3:
+        return nothing
+    full = float(np.percentile(smoothed[clearly_ink], FULL_INK_PERCENTILE))
+    floor = FLOOR_SIGMAS * noise
+    strong = smoothed >= max(0.5 * full, clear)
+    pieces = _components(strong)
+    # Specks: the size of a stroke's dot on a page of this size, or a lone pixel.
+    min_speck = max(2.0, (max(height, width) / 250) ** 2)
+    big = np.flatnonzero(pieces.areas >= min_speck) + 1
+    if big.size == 0:
+        return nothing
+    strong = np.isin(pieces.labels, big)
+    # The ink is what lies near the strong strokes: their anti-aliased edges, not long faint lines.
+    reach = int(math.ceil(_stroke_width(strong) / 2)) + 1
+    kept = _dilate(strong, reach) & (smoothed > floor)
+    levels = np.clip((smoothed - floor) / max(full - floor, 1e-6), 0.0, 1.0)
+    return np.where(kept, levels, 0.0).astype(np.float32)
+
+
+# Segmenting
+
+
+@dataclass
+class _Group:
+    members: list[int]
+    top: int
+    left: int
+    bottom: int
+    right: int
+    area: int
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    def absorb(self, other: _Group) -> None:
+        self.members += other.members
+        self.top, self.left = min(self.top, other.top), min(self.left, other.left)
+        self.bottom, self.right = max(self.bottom, other.bottom), max(self.right, other.right)
+        self.area += other.area
+
+    def distance(self, other: _Group) -> float:
+        """The gap between the two boxes (0 when they overlap)."""
+        across = max(0, max(self.left, other.left) - min(self.right, other.right))
+        down = max(0, max(self.top, other.top) - min(self.bottom, other.bottom))
+        return math.hypot(across, down)
+
+
+def _overlap(start_a: int, end_a: int, start_b: int, end_b: int) -> int:
+    return max(0, min(end_a, end_b) - max(start_a, start_b))
+
+
+def _stacked(a: _Group, b: _Group) -> bool:
+    """Pieces of one digit above each other: a 5's hat, the halves of a broken stroke."""
+    horizontal = _overlap(a.left, a.right, b.left, b.right)
+    if horizontal < STACK_OVERLAP * min(a.width, b.width):
+        return False
+    vertical = _overlap(a.top, a.bottom, b.top, b.bottom)
+    inside = vertical >= 0.7 * min(a.height, b.height) and horizontal >= 0.7 * min(a.width, b.width)
+    gap = max(a.top, b.top) - min(a.bottom, b.bottom)
+    beside = vertical > 0.5 * min(a.height, b.height)
+    return inside or (not beside and gap <= STACK_GAP * max(a.height, b.height))
+
+
+def _merge_stacked(groups: list[_Group]) -> list[_Group]:
+    merged = True
+    while merged:
+        merged = False
+        for first in range(len(groups)):
+            for second in range(first + 1, len(groups)):
+                if _stacked(groups[first], groups[second]):
+                    groups[first].absorb(groups.pop(second))
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _join_fragments(groups: list[_Group]) -> list[_Group]:
+    """Pieces much lower than the line of digits join the nearest digit, or go if none is near."""
+    largest = max(group.area for group in groups)
+    line_height = float(np.median([group.height for group in groups if group.area >= 0.2 * largest]))
+    digits = [group for group in groups if group.height >= FRAGMENT_HEIGHT * line_height]
+    fragments = [group for group in groups if group.height < FRAGMENT_HEIGHT * line_height]
+    for fragment in fragments:
+        nearest = min(digits, key=fragment.distance, default=None)
+        if nearest is not None and fragment.distance(nearest) <= FRAGMENT_REACH * line_height:
+            nearest.absorb(fragment)
+    return digits
+
+
+def _single_digit(groups: list[_Group]) -> list[_Group]:
+    """The main digit: the largest group, with the groups near it."""
+    main = max(groups, key=lambda group: group.area)
+    others = [group for group in groups if group is not main]
+    joined = True
+    while joined:
+        joined = False
+        for other in others:
+            if main.distance(other) <= SINGLE_REACH * max(main.height, main.width):
+                main.absorb(other)
+                others.remove(other)
+                joined = True
+                break
+    return [main]
+
+
+def _background_pieces(pieces: _Components, shape: tuple[int, int]) -> np.ndarray:
+    """Which pieces are no strokes: too large, running along much of the image's rim, or wide
+    pieces at the rim (the table around the paper, a shadow, a finger) with strokes far wider
+    than those inside."""
+    height, width = shape
+    background = pieces.areas > MAX_INK_SHARE * height * width
+    labels = pieces.labels
+    rim = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    contact = np.bincount(rim, minlength=pieces.count + 1)[1:]
+    background |= contact >= EDGE_CONTACT * rim.size
+    widths = 2 * pieces.areas / np.maximum(_perimeters(pieces), 1)
+    at_edge = contact > 0
+    inside = ~at_edge & ~background
+    if inside.any():
+        background |= at_edge & (widths > EDGE_BLOB_WIDTH * widths[inside].max())
+    return background
+
+
+def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
+    """One box per digit in an ink map (as `to_grey_ink` gives), left to right.
+
+    Connected pieces of ink (8-connected) smaller than 2% of the largest are noise. A piece
+    covering over 40% of the image is background, not a stroke, and so is a piece that runs
+    along 30% of the image's rim or whose strokes at the rim are over three times as wide as
+    those of the pieces inside (the table around a sheet of paper, a shadow, a finger). Pieces
+    stacked above each other
+    and overlapping horizontally (a 5's hat, a 4's second stroke, the halves of a broken
+    stroke) are one digit; small pieces next to a digit join it and stray dots are dropped.
+    With `multi_digit` off, the result is the largest digit with the pieces near it.
+    """
+    ink = np.asarray(ink)
+    pieces = _components(ink > 0)
+    if pieces.count == 0:
+        return []
+    candidates = ~_background_pieces(pieces, ink.shape)
+    if not candidates.any():
+        return []
+    largest = pieces.areas[candidates].max()
+    groups = [
+        _Group([index], int(pieces.tops[index]), int(pieces.lefts[index]), int(pieces.bottoms[index]),
+               int(pieces.rights[index]), int(pieces.areas[index]))
+        for index in np.flatnonzero(candidates & (pieces.areas >= NOISE_AREA * largest))
+    ]
+    groups = _join_fragments(_merge_stacked(groups))
+    min_side = max(4, 0.01 * max(ink.shape))
+    groups = [group for group in groups if max(group.height, group.width) >= min_side]
+    if not groups:
+        return []
+    if not multi_digit:
+        groups = _single_digit(groups)
+    groups.sort(key=lambda group: (group.left + group.right, group.top))
+    boxes = []
+    for group in groups:
+        window = pieces.labels[group.top : group.bottom, group.left : group.right]
+        mask = np.isin(window, np.array(group.members) + 1)
+        boxes.append(Box(group.left, group.top, group.right, group.bottom, mask))
+    return boxes
+
+
+# MNIST form
+
+
+def _thicken(ink: np.ndarray, width_in_box: float) -> np.ndarray:
+    """Thin strokes made about `TARGET_STROKE` box pixels wide, at 4x the box's resolution."""
+    height, width = ink.shape
+    shrink = THICKEN_SIDE / max(height, width)
+    work = np.clip(_resize(ink, max(1, round(width * shrink)), max(1, round(height * shrink))), 0, 1)
+    if work.max() > 0:
+        work /= work.max()
+    radius = int(round((TARGET_STROKE - width_in_box) * THICKEN_SIDE / DIGIT_BOX / 2))
+    if radius < 1:
+        return work
+    return _grey_dilate(np.pad(work, radius), radius)
+
+
+def _bounding(ink: np.ndarray) -> tuple[slice, slice] | None:
+    rows = np.flatnonzero(ink.any(axis=1))
+    columns = np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
+
+
+def _sharpness(ink: np.ndarray) -> float:
+    """0 for a digit at MNIST's own resolution (20 pixels), rising to 1 at three times that."""
+    return min(max((max(ink.shape) - DIGIT_BOX) / (2 * DIGIT_BOX), 0.0), 1.0)
+
+
+def _sharpen_edges(ink: np.ndarray) -> np.ndarray:
+    """Steeper edges for sharply resolved digits: the ink levels from 0.5 - EDGE_SOFTNESS to
+    0.5 + EDGE_SOFTNESS stretched over 0..1 (MNIST's digits were drawn from binary images, so
+    their edges are only as soft as the anti-aliasing makes them, never blurred)."""
+    softness = 0.5 + _sharpness(ink) * (EDGE_SOFTNESS - 0.5)
+    if softness >= 0.5:
+        return ink
+    return np.clip((ink - (0.5 - softness)) / (2 * softness), 0.0, 1.0)
+
+
+def _digit_region(ink: np.ndarray) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom) that MNIST's 20 pixels stand for, in `ink`'s pixels.
+
+    MNIST scaled each digit's binary bounding box to 20 pixels. In a sharp image of a digit the
+    binary shape is the ink at half level or more; the fainter rim around it is blur. A digit
+    at about MNIST's own resolution is already anti-aliased into whole pixels, and its faint
+    edge pixels are part of the shape: there the box of all its ink is taken, and in between
+    the two are blended.
+    """
+    height, width = ink.shape
+    half = _bounding(ink >= 0.5)
+    if half is None:
+        return (0.0, 0.0, float(width), float(height))
+    sharpness = _sharpness(ink)
+    rows, columns = half
+    return (
+        sharpness * columns.start,
+        sharpness * rows.start,
+        width + sharpness * (columns.stop - width),
+        height + sharpness * (rows.stop - height),
+    )
+
+
+def to_mnist(ink_crop: np.ndarray) -> np.ndarray:
+    """One digit's ink (float, 1 = ink) as MNIST has it: uint8 (28, 28), white on black.
+
+    The digit's box (see `_digit_region`) is scaled with area averaging, aspect ratio kept,
+    so that its longer side is 20 pixels, strokes thinner than nearly all of MNIST's are
+    thickened first, and it is placed so that its centre of mass falls on the centre of the
+    28x28 image, rounded to whole pixels as MNIST did. The brightest pixel becomes 255. No
+    ink gives all zeros.
+    """
+    ink = np.clip(np.asarray(ink_crop, dtype=np.float32), 0.0, 1.0)
+    result = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    bounds = _bounding(ink > 0)
+    if bounds is None:
+        return result.astype(np.uint8)
+    ink = ink[bounds]
+    region = _digit_region(ink)
+    scale = DIGIT_BOX / max(region[2] - region[0], region[3] - region[1])
+    width_in_box = _stroke_width(ink >= 0.5) * scale
+    if width_in_box < THIN_STROKE:
+        ink = _thicken(ink, width_in_box)
+        ink = ink[_bounding(ink > 0.02)]
+        region = _digit_region(ink)
+        scale = DIGIT_BOX / max(region[2] - region[0], region[3] - region[1])
+    ink = _sharpen_edges(ink)
+    width = max(1, min(DIGIT_BOX, round((region[2] - region[0]) * scale)))
+    height = max(1, min(DIGIT_BOX, round((region[3] - region[1]) * scale)))
+    digit = np.clip(_resize(ink, width, height, region), 0.0, 1.0)
+    peak = digit.max()
+    if peak <= 0:
+        return result.astype(np.uint8)
+    digit /= peak
+    weights = digit.astype(np.float64)
+    mass = weights.sum()
+    centre_row = float(weights.sum(axis=1) @ np.arange(digit.shape[0])) / mass
+    centre_column = float(weights.sum(axis=0) @ np.arange(digit.shape[1])) / mass
+    top = min(max(math.floor(CENTRE - centre_row + 0.5), 0), IMAGE_SIDE - digit.shape[0])
+    left = min(max(math.floor(CENTRE - centre_column + 0.5), 0), IMAGE_SIDE - digit.shape[1])
+    result[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return np.round(result * 255).astype(np.uint8)
+
+
+def prepare(source: ImageSource, multi_digit: bool = True) -> Prepared:
+    """An image file, its bytes or a PIL image as MNIST-style digits, left to right.
+
+    With `multi_digit` (the default) every digit found is returned, so a photo of "2026" gives
+    four; without it, the one main digit. An image without ink gives no digits (say "no digit
+    found"; never guess). Raises DataError for an unreadable or oversized image.
+    """
+    image = open_image(source)
+    size = image.size
+    factor = max(1, math.ceil(max(size) / WORK_SIDE))
+    working = image.reduce(factor) if factor > 1 else image
+    ink = to_grey_ink(working)
+    boxes = segment(ink, multi_digit=multi_digit)
+    digits = [to_mnist(box.crop(ink)) for box in boxes]
+    across, down = size[0] / working.size[0], size[1] / working.size[1]
+    original_boxes = [box.scaled(across, down, *size) for box in boxes]
+    return Prepared(_source_name(source), size, digits, original_boxes, ink, 1 / factor)

@@ -1,0 +1,380 @@
+// digitlab's drawing page: draw or upload, send to /api/predict, show what comes back.
+"use strict";
+
+(() => {
+  const STROKE_WIDTH = 22; // on the 280 px pad: about a tenth of a digit's height, as in MNIST
+  const THROTTLE_MS = 150; // at most one request per this while drawing
+  const SEEN_SCALE = 5; // screen pixels per model pixel in "what the model saw"
+  const SEEN_GAP = 4; // model pixels between digits there
+
+  const canvas = document.getElementById("canvas");
+  const pad = canvas.getContext("2d");
+  const clearButton = document.getElementById("clear");
+  const upload = document.getElementById("upload");
+  const multiDigit = document.getElementById("multi-digit");
+  const result = document.getElementById("result");
+  const confidence = document.getElementById("confidence");
+  const statusLine = document.getElementById("status");
+  const bars = document.getElementById("bars");
+  const barsCaption = document.getElementById("bars-caption");
+  const seen = document.getElementById("seen");
+  const photoFigure = document.getElementById("photo-figure");
+  const photo = document.getElementById("photo");
+  const photoCaption = document.getElementById("photo-caption");
+  const tokenForm = document.getElementById("token-form");
+  const tokenInput = document.getElementById("token");
+
+  // The API token, if the server needs one: from ?token= in the address, kept in memory only.
+  const parameters = new URLSearchParams(window.location.search);
+  let token = parameters.get("token");
+  if (token !== null) {
+    parameters.delete("token");
+    const query = parameters.toString();
+    window.history.replaceState(null, "", window.location.pathname + (query ? "?" + query : ""));
+  }
+
+  let generation = 0; // bumped by Clear and by uploads, so late answers are dropped
+  let drawing = false;
+  let lastPoint = null;
+  let hasInk = false;
+  let inFlight = false;
+  let wanted = false;
+  let lastSent = -Infinity;
+  let timer = null;
+  let lastAnswer = null;
+  let selected = 0;
+  let retry = null; // what to send again once a token is given
+
+  // ------------------------------------------------------------------ probability bars
+
+  const barRows = [];
+  for (let digit = 0; digit < 10; digit += 1) {
+    const row = document.createElement("div");
+    row.className = "bar-row";
+    const label = document.createElement("span");
+    label.className = "bar-label";
+    label.textContent = String(digit);
+    const track = document.createElement("div");
+    track.className = "bar-track";
+    track.setAttribute("role", "meter");
+    track.setAttribute("aria-label", "probability of " + digit);
+    track.setAttribute("aria-valuemin", "0");
+    track.setAttribute("aria-valuemax", "100");
+    track.setAttribute("aria-valuenow", "0");
+    const fill = document.createElement("div");
+    fill.className = "bar-fill";
+    track.appendChild(fill);
+    const value = document.createElement("span");
+    value.className = "bar-value";
+    value.textContent = "0%";
+    row.append(label, track, value);
+    bars.appendChild(row);
+    barRows.push({ row, track, fill, value });
+  }
+
+  function formatPercent(percent) {
+    if (percent < 0.05) return "0%";
+    if (percent < 9.95) return percent.toFixed(1) + "%";
+    return Math.round(percent) + "%";
+  }
+
+  function showBars(probabilities) {
+    const best = probabilities ? probabilities.indexOf(Math.max(...probabilities)) : -1;
+    barRows.forEach((bar, digit) => {
+      const percent = probabilities ? probabilities[digit] * 100 : 0;
+      bar.fill.style.width = percent.toFixed(1) + "%";
+      bar.value.textContent = formatPercent(percent);
+      bar.track.setAttribute("aria-valuenow", percent.toFixed(1));
+      bar.row.classList.toggle("best", digit === best);
+    });
+  }
+
+  // ------------------------------------------------------------------ the drawing pad
+
+  function blankPad() {
+    pad.fillStyle = "#000";
+    pad.fillRect(0, 0, canvas.width, canvas.height);
+    pad.strokeStyle = "#fff";
+    pad.fillStyle = "#fff";
+    pad.lineWidth = STROKE_WIDTH;
+    pad.lineCap = "round";
+    pad.lineJoin = "round";
+  }
+
+  function padPoint(event) {
+    const box = canvas.getBoundingClientRect();
+    return {
+      x: ((event.clientX - box.left) * canvas.width) / box.width,
+      y: ((event.clientY - box.top) * canvas.height) / box.height,
+    };
+  }
+
+  function dot(point) {
+    pad.beginPath();
+    pad.arc(point.x, point.y, STROKE_WIDTH / 2, 0, 2 * Math.PI);
+    pad.fill();
+  }
+
+  function lineTo(point) {
+    pad.beginPath();
+    pad.moveTo(lastPoint.x, lastPoint.y);
+    pad.lineTo(point.x, point.y);
+    pad.stroke();
+    lastPoint = point;
+  }
+
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0) return;
+    event.preventDefault();
+    canvas.setPointerCapture(event.pointerId);
+    if (!photoFigure.hidden) {
+      // Drawing after an upload: the reading shown is the drawing's again.
+      photoFigure.hidden = true;
+      generation += 1;
+    }
+    drawing = true;
+    hasInk = true;
+    lastPoint = padPoint(event);
+    dot(lastPoint);
+    requestReading();
+  });
+
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drawing) return;
+    event.preventDefault();
+    const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+    for (const each of events.length ? events : [event]) lineTo(padPoint(each));
+    requestReading();
+  });
+
+  function endStroke(event) {
+    if (!drawing) return;
+    drawing = false;
+    if (canvas.hasPointerCapture(event.pointerId)) canvas.releasePointerCapture(event.pointerId);
+    requestReading();
+  }
+  canvas.addEventListener("pointerup", endStroke);
+  canvas.addEventListener("pointercancel", endStroke);
+
+  function clearAll() {
+    generation += 1;
+    wanted = false;
+    if (timer !== null) {
+      clearTimeout(timer);
+      timer = null;
+    }
+    hasInk = false;
+    blankPad();
+    photoFigure.hidden = true;
+    photo.removeAttribute("src");
+    upload.value = "";
+    showAnswer(null);
+    setStatus("Draw a digit in the black square.");
+  }
+  clearButton.addEventListener("click", clearAll);
+  multiDigit.addEventListener("change", () => {
+    if (!photoFigure.hidden && upload.files.length) sendPhoto(upload.files[0]);
+    else if (hasInk) requestReading();
+  });
+
+  // ------------------------------------------------------------------ talking to the API
+
+  function setStatus(text, isError = false) {
+    statusLine.textContent = text;
+    statusLine.classList.toggle("error", isError);
+  }
+
+  async function postPrediction(body, isJson) {
+    const headers = {};
+    if (isJson) headers["Content-Type"] = "application/json";
+    if (token) headers.Authorization = "Bearer " + token;
+    const response = await fetch("api/predict", { method: "POST", headers, body });
+    let answer = null;
+    try {
+      answer = await response.json();
+    } catch (error) {
+      answer = null;
+    }
+    if (!response.ok) {
+      const problem = new Error(answer && typeof answer.detail === "string" ? answer.detail : "the server answered " + response.status);
+      problem.status = response.status;
+      throw problem;
+    }
+    return answer;
+  }
+
+  function handleFailure(error, again) {
+    if (error.status === 401) {
+      retry = again;
+      tokenForm.hidden = false;
+      tokenInput.focus();
+      setStatus(token ? "That API token was not accepted." : "This server needs an API token.", true);
+    } else {
+      setStatus(error.message || "Could not reach the server.", true);
+    }
+  }
+
+  function requestReading() {
+    if (!hasInk) return;
+    wanted = true;
+    if (inFlight || timer !== null) return;
+    const wait = Math.max(0, lastSent + THROTTLE_MS - performance.now());
+    timer = setTimeout(sendDrawing, wait);
+  }
+
+  async function sendDrawing() {
+    timer = null;
+    if (!wanted || inFlight || !hasInk) return;
+    wanted = false;
+    inFlight = true;
+    lastSent = performance.now();
+    const mine = generation;
+    const body = JSON.stringify({ image: canvas.toDataURL("image/png"), multi_digit: multiDigit.checked });
+    try {
+      const answer = await postPrediction(body, true);
+      if (mine === generation) showAnswer(answer);
+    } catch (error) {
+      if (mine === generation) handleFailure(error, () => requestReading());
+    } finally {
+      inFlight = false;
+      if (wanted) requestReading();
+    }
+  }
+
+  async function sendPhoto(file) {
+    generation += 1;
+    const mine = generation;
+    const form = new FormData();
+    form.append("image", file);
+    form.append("multi_digit", multiDigit.checked ? "true" : "false");
+    setStatus("Reading the photo…");
+    try {
+      const answer = await postPrediction(form, false);
+      if (mine === generation) {
+        showAnswer(answer);
+        photoCaption.textContent = answer.found ? "Read as “" + answer.text + "”" : "No digit found in this photo";
+      }
+    } catch (error) {
+      if (mine === generation) handleFailure(error, () => sendPhoto(file));
+    }
+  }
+
+  upload.addEventListener("change", () => {
+    const file = upload.files[0];
+    if (!file) return;
+    if (photo.src) URL.revokeObjectURL(photo.src);
+    photo.src = URL.createObjectURL(file);
+    photoCaption.textContent = file.name;
+    photoFigure.hidden = false;
+    hasInk = false;
+    blankPad();
+    sendPhoto(file);
+  });
+
+  tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    token = tokenInput.value.trim() || null;
+    tokenInput.value = "";
+    tokenForm.hidden = true;
+    setStatus("Token set.");
+    if (retry) {
+      const again = retry;
+      retry = null;
+      again();
+    }
+  });
+
+  // ------------------------------------------------------------------ showing the answer
+
+  function showSeen(digits) {
+    const count = Math.max(digits.length, 1);
+    const side = 28;
+    seen.width = count * side + (count - 1) * SEEN_GAP;
+    seen.height = side;
+    seen.style.width = seen.width * SEEN_SCALE + "px";
+    const context = seen.getContext("2d");
+    context.fillStyle = "#000";
+    context.fillRect(0, 0, seen.width, seen.height);
+    digits.forEach((digit, index) => {
+      const image = context.createImageData(side, side);
+      for (let row = 0; row < side; row += 1) {
+        for (let column = 0; column < side; column += 1) {
+          const value = digit.pixels[row][column];
+          const offset = (row * side + column) * 4;
+          image.data[offset] = value;
+          image.data[offset + 1] = value;
+          image.data[offset + 2] = value;
+          image.data[offset + 3] = 255;
+        }
+      }
+      context.putImageData(image, index * (side + SEEN_GAP), 0);
+    });
+    if (digits.length > 1) {
+      // Mark the digit whose probabilities are shown.
+      context.strokeStyle = "#6366f1";
+      context.lineWidth = 1;
+      context.strokeRect(selected * (side + SEEN_GAP) + 0.5, 0.5, side - 1, side - 1);
+    }
+  }
+
+  function showResultText(answer) {
+    result.replaceChildren();
+    if (!answer || !answer.found) return;
+    answer.digits.forEach((digit, index) => {
+      const character = document.createElement("span");
+      character.textContent = String(digit.digit);
+      if (answer.digits.length > 1 && index === selected) character.className = "selected";
+      result.appendChild(character);
+    });
+  }
+
+  function showAnswer(answer) {
+    lastAnswer = answer;
+    if (!answer || selected >= answer.digits.length) selected = 0;
+    showResultText(answer);
+    if (!answer) {
+      confidence.textContent = "";
+      barsCaption.textContent = "";
+      showBars(null);
+      showSeen([]);
+      return;
+    }
+    if (!answer.found) {
+      confidence.textContent = "";
+      barsCaption.textContent = "";
+      showBars(null);
+      showSeen([]);
+      setStatus("No digit found: " + (answer.message || "no ink") + ".");
+      return;
+    }
+    const count = answer.digits.length;
+    const sure = Math.round((answer.confidence ?? answer.digits[selected].confidence) * 100);
+    confidence.textContent = (count > 1 ? count + " digits, " : "") + sure + "% sure";
+    const digit = answer.digits[selected];
+    barsCaption.textContent = count > 1 ? "(digit " + (selected + 1) + " of " + count + ")" : "";
+    showBars(digit.probabilities);
+    showSeen(answer.digits);
+    setStatus("Read in " + Math.round(answer.milliseconds) + " ms.");
+  }
+
+  seen.addEventListener("click", (event) => {
+    if (!lastAnswer || !lastAnswer.found || lastAnswer.digits.length < 2) return;
+    const box = seen.getBoundingClientRect();
+    const x = ((event.clientX - box.left) * seen.width) / box.width;
+    selected = Math.min(lastAnswer.digits.length - 1, Math.floor(x / (28 + SEEN_GAP)));
+    showAnswer(lastAnswer);
+  });
+
+  // ------------------------------------------------------------------ start
+
+  blankPad();
+  showAnswer(null);
+  fetch("healthz")
+    .then((response) => response.json())
+    .then((health) => {
+      document.getElementById("model-name").textContent = health.model;
+    })
+    .catch(() => {
+      document.getElementById("model-name").textContent = "(server not reachable)";
+    });
+})();
