@@ -45,14 +45,17 @@ def render_photo(digits: np.ndarray, generator: np.random.Generator) -> bytes:
     ink = np.clip(ink, 0, 1)
     ink_height, ink_width = ink.shape
     page_height = int(ink_height * generator.uniform(1.2, 2.2))
-    page_width = int(ink_width * generator.uniform(1.1 if width > height else 1.2, 1.8 if width > height else 2.2))
+    strip = width > height  # strips get less paper beside them
+    page_width = int(ink_width * (generator.uniform(1.1, 1.8) if strip else generator.uniform(1.2, 2.2)))
     top = int(generator.integers(0, page_height - ink_height + 1))
     left = int(generator.integers(0, page_width - ink_width + 1))
     paper, ink_level = generator.uniform(0.72, 0.95), generator.uniform(0.05, 0.3)
     page = np.full((page_height, page_width), paper, dtype=np.float32)
     page[top : top + ink_height, left : left + ink_width] -= (paper - ink_level) * ink
     # Uneven lighting: a gradient in a random direction and a vignette.
-    rows, columns = np.meshgrid(np.linspace(-1, 1, page_height), np.linspace(-1, 1, page_width), indexing="ij")
+    rows, columns = np.meshgrid(
+        np.linspace(-1, 1, page_height), np.linspace(-1, 1, page_width), indexing="ij"
+    )
     angle = generator.uniform(0, 2 * np.pi)
     along = (columns * np.cos(angle) + rows * np.sin(angle)) / np.sqrt(2)
     page *= 1 - generator.uniform(0.15, 0.45) * (0.5 + 0.5 * along)
@@ -89,14 +92,10 @@ _worker: dict = {}
 
 
 def _start_worker(model_path: str, images: np.ndarray) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # One TensorFlow thread per process: the processes share the cores out between them.
+    os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     from digitlab.backend import keras
 
-    tensorflow_threads = 1
-    import tensorflow
-
-    tensorflow.config.threading.set_intra_op_parallelism_threads(tensorflow_threads)
-    tensorflow.config.threading.set_inter_op_parallelism_threads(tensorflow_threads)
     keras()
     from digitlab.modelio import input_adapter, load_model
 
@@ -123,7 +122,9 @@ def _read_photos(task: tuple[str, list[list[int]], int]) -> list[tuple[str, floa
     return results
 
 
-def _run_tasks(pool: ProcessPoolExecutor, kind: str, groups: list[list[int]], seed: int) -> list[tuple[str, float]]:
+def _run_tasks(
+    pool: ProcessPoolExecutor, kind: str, groups: list[list[int]], seed: int
+) -> list[tuple[str, float]]:
     tasks = [(kind, groups[start : start + CHUNK], seed * 1_000_003 + start)
              for start in range(0, len(groups), CHUNK)]
     return [result for chunk in pool.map(_read_photos, tasks) for result in chunk]
@@ -156,7 +157,9 @@ def _through_prepare(predict, images: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="a .keras file or a training run folder (default: train a quick one)")
     parser.add_argument("--limit", type=int, default=10_000, help="test digits used (default: all 10,000)")
     parser.add_argument("--strips", type=int, default=None, help="multi-digit strips (default: limit / 4)")

@@ -154,6 +154,26 @@ def test_a_sheet_of_paper_on_a_dark_table(originals, sheet):
     assert_recovers(prepared.digits[0], originals[4])
 
 
+def test_ruled_paper_lines_are_not_the_digit(originals):
+    ink = draw_strokes(STROKES[7], 200, width=16)
+    page = np.full((500, 700), 0.9, np.float32)
+    for row in range(40, 500, 60):  # grey rules, one crossing the 7
+        page[row : row + 3] = 0.65
+    page[130 : 130 + ink.shape[0], 250 : 250 + ink.shape[1]] -= 0.75 * ink
+    prepared = prepare(Image.fromarray(np.round(np.clip(page, 0, 1) * 255).astype(np.uint8)))
+    assert len(prepared.digits) == 1
+    assert_recovers(prepared.digits[0], originals[7])
+    assert prepared.boxes[0].width < 250
+
+
+def test_drawing_page_canvas_white_on_black(originals):
+    ink = draw_strokes(STROKES[2], 200, width=20)
+    canvas = np.zeros((280, 280), np.float32)
+    canvas[20 : 20 + ink.shape[0], 50 : 50 + ink.shape[1]] = ink
+    (digit,) = prepare(Image.fromarray(np.round(canvas * 255).astype(np.uint8)).convert("RGB")).digits
+    assert_recovers(digit, originals[2], correlation=0.9)
+
+
 def test_boxes_are_in_the_original_images_pixels(originals):
     photo = photo_of(originals[7], factor=8, seed=5)
     prepared = prepare(photo)

@@ -13,8 +13,9 @@ the same way, here, whether it comes from `digitlab predict`, an image folder or
    (dark on light or light on dark) is read from which side of the background the strong
    differences lie, and the ink levels are stretched but kept (anti-aliased edges stay grey).
    Specks too small to be strokes are removed.
-3. `segment`: connected pieces of ink, pieces stacked above each other (a 5's hat, a broken
-   stroke) merged, stray dots dropped, one `Box` per digit from left to right.
+3. `segment`: connected pieces of ink; what lies around the paper (a dark table, a shadow at
+   the edge) and stray dots dropped, pieces of one digit (a 5's hat, a broken stroke) merged,
+   one `Box` per digit from left to right.
 4. `to_mnist`: each digit cropped, strokes thickened when a thin pen would vanish at 20 pixels,
    scaled into 20x20 and centred by centre of mass in 28x28, uint8 white on black.
 
@@ -70,10 +71,11 @@ EDGE_SOFTNESS = 0.2  # half the range of ink levels kept as edge in sharply reso
 # Segmenting: shares of the largest piece, of the line height (the median height of the digits).
 NOISE_AREA = 0.02  # pieces smaller than this share of the largest piece's area are noise
 MAX_INK_SHARE = 0.4  # a piece covering more of the image than this is background, not ink
-EDGE_CONTACT = 0.3  # a piece running along this share of the image's rim is background
+EDGE_CONTACT = 0.5  # a piece running along this share of the image's rim is background
 EDGE_BLOB_WIDTH = 3.0  # pieces at the edge with strokes this many times wider than any inside are background
 STACK_OVERLAP = 0.5  # horizontal overlap (share of the narrower) of pieces of one digit
 STACK_GAP = 0.3  # largest vertical gap between stacked pieces, as a share of the taller one
+DIGIT_ASPECT = 0.8  # overlapping pieces together no wider than this share of their height are one digit
 FRAGMENT_HEIGHT = 0.5  # pieces lower than this share of the line height are fragments
 FRAGMENT_REACH = 0.3  # fragments this near a digit (share of line height) join it
 SINGLE_REACH = 0.3  # in single-digit mode, pieces this near the main digit (share of its size) join it
@@ -422,7 +424,8 @@ def _components(mask: np.ndarray) -> _Components:
     after_below = np.searchsorted(start_keys, (rows + 1) * stride + ends, side="right")
     counts = np.maximum(after_below - first_below, 0)
     upper = np.repeat(np.arange(run_count), counts)
-    lower = np.repeat(first_below, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    lower = np.repeat(first_below, counts) + offsets
     roots = _union_roots(run_count, upper, lower)
     _, component = np.unique(roots, return_inverse=True)
     count = int(component.max()) + 1
@@ -483,14 +486,48 @@ def _as_grey(image: Image.Image | np.ndarray) -> np.ndarray:
     return np.clip(values, 0.0, 1.0)
 
 
+def _densest_band(values: np.ndarray, share: float = 0.3) -> tuple[float, float]:
+    """The narrowest range of levels holding `share` of the values."""
+    ordered = np.sort(values)
+    window = max(1, int(share * ordered.size))
+    start = int(np.argmin(ordered[window - 1 :] - ordered[: ordered.size - window + 1]))
+    return float(ordered[start]), float(ordered[start + window - 1])
+
+
+def _fit_surface(
+    design: np.ndarray, values: np.ndarray, usable: np.ndarray, inliers: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Least squares fitted to `inliers`, then refitted to the values near the surface; the
+    coefficients and the spread (robust standard deviation) of the values around it."""
+    terms = design.shape[1]
+    coefficients = np.zeros(terms, dtype=np.float32)
+    coefficients[0] = np.median(values[usable])
+    spread = 0.01
+    for _ in range(6):
+        if inliers.sum() < 2 * terms:
+            break
+        chosen = design[inliers]
+        normal = chosen.T @ chosen + 1e-6 * np.eye(terms, dtype=np.float32)
+        coefficients = np.linalg.solve(normal, chosen.T @ values[inliers])
+        residual = values - design @ coefficients
+        spread = max(1.4826 * float(np.median(np.abs(residual[inliers]))), 0.01)
+        kept = usable & (np.abs(residual) <= 2.5 * spread)
+        if np.array_equal(kept, inliers):
+            break
+        inliers = kept
+    return coefficients, spread
+
+
 def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
     """The paper (or screen) under the ink: a quadratic surface fitted robustly to the grey levels.
 
-    The fit runs on a small copy of the image, starting from the densest band of levels in the
-    middle of the image and then keeping the pixels near the surface, so ink of either polarity
-    and whatever lies around the paper are left out; a smooth surface
-    takes in gradients and vignetting of the lighting but never follows a stroke. Only the
-    `known` pixels, when given, are fitted; the surface covers the whole image.
+    The fit runs on a small copy of the image. It starts from the densest band of levels and
+    keeps the pixels near its surface, so ink of either polarity is left out. When most of the
+    middle of the image is off that surface and mostly on one grown from the middle's densest
+    band, which also covers much of the image, that one is taken: a dark table filling much of
+    the frame around the paper. A smooth surface takes in gradients and vignetting of the
+    lighting but never follows a stroke. Only the `known` pixels, when given, are fitted; the
+    surface covers the whole image.
     """
     height, width = grey.shape
     grid_side = 48
@@ -510,32 +547,29 @@ def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray
         usable = _resize(known.astype(np.float32), small.shape[1], small.shape[0]).ravel() > 0.99
         if not usable.any():
             return np.full(grey.shape, float(np.median(grey)), dtype=np.float32)
-    # Start from the densest 30% of the levels in the middle of the image, where the digit's
-    # paper is even when a dark table fills much of the frame around it.
     rows, columns = small.shape
     middle = np.zeros(small.shape, dtype=bool)
     middle[rows // 4 : rows - rows // 4, columns // 4 : columns - columns // 4] = True
     middle = middle.ravel() & usable
-    ordered = np.sort(values[middle if middle.sum() >= 10 else usable])
-    window = max(1, int(0.3 * ordered.size))
-    start = int(np.argmin(ordered[window - 1 :] - ordered[: ordered.size - window + 1]))
-    low, high = ordered[start], ordered[start + window - 1]
-    inliers = usable & (values >= low) & (values <= high)
-    coefficients = np.zeros(6, dtype=np.float32)
-    coefficients[0] = np.median(values[usable])
-    for _ in range(6):
-        if inliers.sum() < 2 * terms:
-            break
-        chosen = design[inliers]
-        normal = chosen.T @ chosen + 1e-6 * np.eye(terms, dtype=np.float32)
-        coefficients[:terms] = np.linalg.solve(normal, chosen.T @ values[inliers])
-        residual = values - design @ coefficients[:terms]
-        spread = max(1.4826 * float(np.median(np.abs(residual[inliers]))), 0.01)
-        kept = usable & (np.abs(residual) <= 2.5 * spread)
-        if np.array_equal(kept, inliers):
-            break
-        inliers = kept
-    constant, along_x, along_y, x_squared, x_times_y, y_squared = coefficients
+    def fitted(band: tuple[float, float]) -> tuple[np.ndarray, float, float]:
+        """The surface grown from a band of levels, and the shares of the middle and of the
+        whole image lying on it."""
+        low, high = band
+        start = usable & (values >= low) & (values <= high)
+        coefficients, spread = _fit_surface(design, values, usable, start)
+        near = np.abs(values - design @ coefficients) <= max(2.5 * spread, 0.05)
+        return coefficients, float(near[middle].mean()) if middle.any() else 1.0, float(near[usable].mean())
+
+    coefficients, share, _ = fitted(_densest_band(values[usable]))
+    if share < 0.5 and middle.sum() >= 10:
+        # Most of the middle is off the surface: a dark table may fill the frame around the
+        # paper (or a bold digit fill the middle, which then covers little of the whole).
+        middle_coefficients, middle_share, whole_share = fitted(_densest_band(values[middle]))
+        if middle_share > 0.7 and whole_share > 0.4:
+            coefficients = middle_coefficients
+    best = np.zeros(6, dtype=np.float32)
+    best[:terms] = coefficients
+    constant, along_x, along_y, x_squared, x_times_y, y_squared = best
     x, y = axis(width)[None, :], axis(height)[:, None]
     surface = constant + along_x * x + along_y * y + x_squared * x * x + x_times_y * x * y + y_squared * y * y
     return np.clip(surface, 0.0, 1.0).astype(np.float32)
@@ -597,7 +631,7 @@ def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
         return nothing
     strong = np.isin(pieces.labels, big)
     # The ink is what lies near the strong strokes: their anti-aliased edges, not long faint lines.
-    reach = int(math.ceil(_stroke_width(strong) / 2)) + 1
+    reach = min(int(math.ceil(_stroke_width(strong) / 2)) + 1, max(2, max(height, width) // 40))
     kept = _dilate(strong, reach) & (smoothed > floor)
     levels = np.clip((smoothed - floor) / max(full - floor, 1e-6), 0.0, 1.0)
     return np.where(kept, levels, 0.0).astype(np.float32)
@@ -641,7 +675,9 @@ def _overlap(start_a: int, end_a: int, start_b: int, end_b: int) -> int:
 
 
 def _stacked(a: _Group, b: _Group) -> bool:
-    """Pieces of one digit above each other: a 5's hat, the halves of a broken stroke."""
+    """Pieces of one digit, overlapping horizontally: above each other (a 5's hat, the halves
+    of a broken stroke), one inside the other, or together no wider than a digit (the loop
+    and the tail of a faint 9)."""
     horizontal = _overlap(a.left, a.right, b.left, b.right)
     if horizontal < STACK_OVERLAP * min(a.width, b.width):
         return False
@@ -649,7 +685,11 @@ def _stacked(a: _Group, b: _Group) -> bool:
     inside = vertical >= 0.7 * min(a.height, b.height) and horizontal >= 0.7 * min(a.width, b.width)
     gap = max(a.top, b.top) - min(a.bottom, b.bottom)
     beside = vertical > 0.5 * min(a.height, b.height)
-    return inside or (not beside and gap <= STACK_GAP * max(a.height, b.height))
+    union_width = max(a.right, b.right) - min(a.left, b.left)
+    union_height = max(a.bottom, b.bottom) - min(a.top, b.top)
+    digit_shaped = union_width <= DIGIT_ASPECT * union_height
+    near = gap <= STACK_GAP * max(a.height, b.height)
+    return inside or (near and (not beside or digit_shaped))
 
 
 def _merge_stacked(groups: list[_Group]) -> list[_Group]:
@@ -719,12 +759,12 @@ def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
 
     Connected pieces of ink (8-connected) smaller than 2% of the largest are noise. A piece
     covering over 40% of the image is background, not a stroke, and so is a piece that runs
-    along 30% of the image's rim or whose strokes at the rim are over three times as wide as
+    along half the image's rim or whose strokes at the rim are over three times as wide as
     those of the pieces inside (the table around a sheet of paper, a shadow, a finger). Pieces
-    stacked above each other
-    and overlapping horizontally (a 5's hat, a 4's second stroke, the halves of a broken
-    stroke) are one digit; small pieces next to a digit join it and stray dots are dropped.
-    With `multi_digit` off, the result is the largest digit with the pieces near it.
+    that overlap horizontally and lie above each other, or together fit a digit's box (a 5's
+    hat, a 4's second stroke, the halves of a broken stroke), are one digit; pieces much lower
+    than the digits join the nearest one, or are dropped if none is near (stray dots). With
+    `multi_digit` off, the result is the largest digit with the pieces near it.
     """
     ink = np.asarray(ink)
     pieces = _components(ink > 0)
@@ -791,7 +831,8 @@ def _sharpen_edges(ink: np.ndarray) -> np.ndarray:
     softness = 0.5 + _sharpness(ink) * (EDGE_SOFTNESS - 0.5)
     if softness >= 0.5:
         return ink
-    return np.clip((ink - (0.5 - softness)) / (2 * softness), 0.0, 1.0)
+    sharpened = np.clip((ink - (0.5 - softness)) / (2 * softness), 0.0, 1.0)
+    return sharpened if sharpened.any() else ink  # all of it faint: keep it as it is
 
 
 def _digit_region(ink: np.ndarray) -> tuple[float, float, float, float]:

@@ -52,7 +52,9 @@ class DigitReading:
         result: dict[str, Any] = {
             "digit": self.digit,
             "confidence": round(self.confidence, 6),
-            "top3": [{"digit": digit, "probability": round(probability, 6)} for digit, probability in self.top3],
+            "top3": [
+                {"digit": digit, "probability": round(probability, 6)} for digit, probability in self.top3
+            ],
             "box": {"left": self.box[0], "top": self.box[1], "right": self.box[2], "bottom": self.box[3]},
         }
         if include_pixels:
@@ -110,7 +112,9 @@ def _checked_probabilities(probabilities: Any, count: int) -> np.ndarray:
     return probabilities
 
 
-def _digit_reading(probabilities: np.ndarray, box: tuple[int, int, int, int], pixels: np.ndarray) -> DigitReading:
+def _digit_reading(
+    probabilities: np.ndarray, box: tuple[int, int, int, int], pixels: np.ndarray
+) -> DigitReading:
     order = np.argsort(-probabilities, kind="stable")
     top3 = [(int(digit), float(probabilities[digit])) for digit in order[:3]]
     return DigitReading(top3[0][0], top3[0][1], top3, box, pixels)
