@@ -129,3 +129,22 @@ def test_predict_photos_prints_each_file_and_writes_json_and_csv(trained_run, ru
     header, row = (tmp_path / "readings.csv").read_text().splitlines()
     assert header.startswith("file,text,confidence,position,digit") and row.split(",")[3] == "0"
     assert as_csv.code == 0
+
+
+def test_ensemble_tta_and_export_from_the_command_line(trained_run, run_cli, tmp_path):
+    import json
+
+    run, data = trained_run
+    result = run_cli("ensemble", "--members", "2", "--data", data, "--model", "tiny-convnet", "--epochs", "1",
+                     "--batch-size", "64", "--runs-dir", tmp_path / "runs")
+    assert result.code == 0, result.err
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert len(json.loads((folder / "ensemble.json").read_text())["members"]) == 2
+    labelled = convert({"test": make_learnable_digits(40, seed=4)}, tmp_path / "labelled.npz")
+    evaluated = run_cli("evaluate", folder, "--data", labelled, "--tta", "--out", tmp_path / "evaluation")
+    assert evaluated.code == 0, evaluated.err
+    assert "accuracy" in evaluated.out
+    exported = run_cli("export", run.path, "--output", tmp_path / "model.onnx")
+    assert exported.code == 0, exported.err
+    submitted = run_cli("submit", tmp_path / "model.onnx", data / "test.csv", "-o", tmp_path / "submission.csv")
+    assert submitted.code == 0 and len((tmp_path / "submission.csv").read_text().splitlines()) == 101

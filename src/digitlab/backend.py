@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from types import ModuleType
 
 _NOISE = re.compile(
@@ -16,19 +18,16 @@ _NOISE = re.compile(
 _keras: ModuleType | None = None
 
 
-def keras() -> ModuleType:
-    """The keras module, with its backend started; TensorFlow's start-up chatter filtered out."""
-    global _keras
-    if _keras is not None:
-        return _keras
+@contextlib.contextmanager
+def filtered_stderr(noise: re.Pattern[str] = _NOISE) -> Iterator[None]:
+    """Capture everything written to standard error (file descriptor 2, so C++ logs too) while
+    the block runs, then print the lines that `noise` does not match."""
     with tempfile.TemporaryFile(mode="w+b") as captured:
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            import keras as imported
-
-            imported.ops.convert_to_numpy(imported.ops.zeros((1,)))  # starts the devices
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -36,9 +35,20 @@ def keras() -> ModuleType:
             captured.seek(0)
             kept = [
                 line for line in captured.read().decode(errors="replace").splitlines()
-                if line.strip() and not _NOISE.match(line)
+                if line.strip() and not noise.match(line)
             ]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+
+
+def keras() -> ModuleType:
+    """The keras module, with its backend started; TensorFlow's start-up chatter filtered out."""
+    global _keras
+    if _keras is not None:
+        return _keras
+    with filtered_stderr():
+        import keras as imported
+
+        imported.ops.convert_to_numpy(imported.ops.zeros((1,)))  # starts the devices
     _keras = imported
     return imported

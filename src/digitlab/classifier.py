@@ -6,11 +6,15 @@ commands use these functions too, so notebook and command line give the same ans
 
 Images go to the model as digitlab holds them, uint8 (N, 28, 28) with white ink on black;
 `digitlab.modelio.input_adapter` reshapes and scales them to what each model takes.
+
+A Classifier may also be an ensemble, several models whose probabilities are averaged (an
+ensemble folder holding `ensemble.json`, see `digitlab.ensemble`), and may average over
+slightly shifted copies of each image (`tta=True`, see `digitlab.tta`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -18,6 +22,7 @@ import numpy as np
 
 from digitlab import modelio, plots
 from digitlab.dataset import IMAGE_SIDE, Dataset
+from digitlab.ensemble import ENSEMBLE_FILENAME, load_ensemble_members, mean_probabilities_function
 from digitlab.errors import DigitlabError
 from digitlab.evaluate import Evaluation, evaluate
 from digitlab.formats.image_folder import read_image
@@ -25,6 +30,7 @@ from digitlab.outputs import check_new
 from digitlab.predict import images_to_predict, write_submission
 from digitlab.report import MOST_MISTAKES_SHOWN, mistakes_figure
 from digitlab.sources import load
+from digitlab.tta import tta_predict_function
 
 if TYPE_CHECKING:
     import keras
@@ -76,10 +82,15 @@ class Classifier:
     """A trained digit model: evaluate it, predict with it, write a Kaggle submission, draw figures.
 
     `model` is a Keras model taking 28x28 images in a shape `digitlab.modelio.input_adapter`
-    can feed and giving 10 classes; `path` is where it was loaded from, if anywhere. Methods
-    that take labelled `data` use `default_data` when it is None ("mnist:test" unless told
-    otherwise); `default_evaluation`, if given, is the known evaluation of `default_data` (a
-    `Run` passes the one made at the end of training) and is returned instead of a new one.
+    can feed and giving 10 classes, or a list of such models: an ensemble, whose probabilities
+    are the mean of its members'. `path` is where it was loaded from, if anywhere. With `tta`,
+    each image's probabilities are averaged over slightly shifted copies of it (test-time
+    augmentation, see `digitlab.tta`), which costs one prediction per copy. The attribute
+    `model` is the Keras model (None for an ensemble), `members` the models averaged.
+
+    Methods that take labelled `data` use `default_data` when it is None ("mnist:test" unless
+    told otherwise); `default_evaluation`, if given, is the known evaluation of `default_data`
+    (a `Run` passes the one made at the end of training) and is returned instead of a new one.
 
     >>> classifier = digitlab.load_model("runs/20261121-120000-keras-example")
     >>> classifier.evaluate("mnist:test").accuracy
@@ -88,24 +99,46 @@ class Classifier:
 
     def __init__(
         self,
-        model: keras.Model,
+        model: keras.Model | Sequence[keras.Model],
         path: str | Path | None = None,
         *,
         default_data: DataSource | None = DEFAULT_EVALUATION_DATA,
         default_evaluation: Evaluation | None = None,
         batch_size: int = modelio.DEFAULT_BATCH_SIZE,
+        tta: bool = False,
     ) -> None:
         if default_evaluation is not None and not isinstance(default_data, Dataset):
             raise ValueError("default_evaluation needs default_data: the Dataset it was made on")
-        self.model = model
+        is_ensemble = isinstance(model, (list, tuple))
+        members = list(model) if is_ensemble else [model]
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        self.model = None if is_ensemble else model
+        self.members = members
         self.path = None if path is None else Path(path)
         self.default_data = default_data
+        self.tta = tta
         self._default_evaluation = default_evaluation
-        self._probabilities_of = modelio.input_adapter(model, batch_size)  # also checks the model
+        # input_adapter also checks that each model takes 28x28 images and gives 10 classes.
+        adapters = [modelio.input_adapter(member, batch_size) for member in members]
+        predict_function = mean_probabilities_function(adapters) if is_ensemble else adapters[0]
+        self._probabilities_of = tta_predict_function(predict_function) if tta else predict_function
 
     def __repr__(self) -> str:
-        name = str(self.path) if self.path is not None else self.model.name
-        return f"Classifier({name!r}, {self.model.count_params():,} weights)"
+        if self.path is not None:
+            name = str(self.path)
+        else:
+            name = "+".join(member.name for member in self.members)
+        weights = sum(member.count_params() for member in self.members)
+        kind = f"ensemble of {len(self.members)} models, " if self.model is None else ""
+        augmented = ", test-time augmentation" if self.tta else ""
+        return f"Classifier({name!r}, {kind}{weights:,} weights{augmented})"
+
+    @property
+    def predict_function(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The function from uint8 (N, 28, 28) images to float32 (N, 10) probabilities that every
+        method uses: the model's (through `input_adapter`), an ensemble's mean, with TTA if on."""
+        return self._probabilities_of
 
     def predict_probabilities(self, images: Images) -> np.ndarray:
         """float32 (N, 10): each image's probability of being each digit 0..9.
@@ -177,13 +210,21 @@ class Classifier:
         return dataset, evaluate(self._probabilities_of, dataset)
 
 
-def load_model(path: str | Path) -> Classifier:
-    """Load a trained model as a Classifier: a `.keras` file, a run folder or a legacy `.h5`.
+def load_model(path: str | Path, tta: bool = False) -> Classifier:
+    """Load a trained model as a Classifier: a `.keras` file, a run folder or a legacy `.h5`,
+    or an ensemble folder (one holding `ensemble.json`, as `digitlab.ensemble.train_ensemble`
+    writes), whose Classifier averages its members' probabilities.
 
+    With `tta`, predictions average over shifted copies of each image (see `digitlab.tta`).
     Models load in Keras's safe mode (a file carrying Python code is refused); any problem
     raises `digitlab.modelio.ModelError` naming the file.
 
     >>> classifier = digitlab.load_model("runs/20261121-120000-keras-example")
     >>> classifier.predict(digitlab.load("mnist:test").images[:5])
     """
-    return Classifier(modelio.load_model(path), path)
+    folder = Path(path).expanduser()
+    if folder.name == ENSEMBLE_FILENAME and folder.is_file():
+        folder = folder.parent
+    if (folder / ENSEMBLE_FILENAME).is_file():
+        return Classifier(load_ensemble_members(folder), folder, tta=tta)
+    return Classifier(modelio.load_model(path), path, tta=tta)

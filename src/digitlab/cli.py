@@ -40,6 +40,10 @@ SourceArgument = Annotated[
     ),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace existing output files.")]
+TtaOption = Annotated[
+    bool, typer.Option("--tta", help="Test-time augmentation: also predict each image shifted one pixel "
+                       "up, down, left and right, and average (5 times the work).")
+]
 
 
 class _Settings:
@@ -290,6 +294,52 @@ def train_command(
     console.print(f"report: {run.path / 'report.html'}")
 
 
+@app.command("ensemble")
+def ensemble_command(
+    members: Annotated[Optional[int], typer.Option(min=2, help="How many models (default 3; with --vary models, one per name).")] = None,
+    vary: Annotated[str, typer.Option(help="How members differ: seed, bagging (each a bootstrap sample) or models.")] = "seed",
+    models: Annotated[Optional[str], typer.Option(help="With --vary models: model names, separated by commas.")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (see `digitlab recipes list`).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of options; overrides the recipe.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Training data source (default mnist).")] = None,
+    validation: Annotated[Optional[str], typer.Option(help="Validation fraction (0.1), count (5000) or source.")] = None,
+    test: Annotated[Optional[str], typer.Option(help="Labelled data to report on (default: the source's test part).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name for every member (not with --vary models).")] = None,
+    model_file: ModelFileOption = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one pass).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Initial (peak) learning rate.")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="constant, exponential, plateau, cosine or one-cycle.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the first member (member i gets seed + i).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all).")] = None,
+    train_limit: Annotated[Optional[int], typer.Option(min=1, help="Train on a stratified subset of this many images.")] = None,
+    runs_dir: Annotated[Optional[str], typer.Option(help="Where the ensemble folder goes (default runs/).")] = None,
+) -> None:
+    """Train an ensemble; writes runs/<time>-ensemble-<recipe>/ with members/, ensemble.json and a report."""
+    from digitlab.ensemble import train_ensemble
+
+    overrides = {
+        "validation": _validation_value(validation), "test": test, "model": model,
+        "model_file": None if model_file is None else str(model_file), "epochs": epochs,
+        "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "learning_rate": learning_rate,
+        "schedule": schedule, "seed": seed, "threads": threads, "train_limit": train_limit,
+    }
+    names = None if models is None else [name.strip() for name in models.split(",") if name.strip()]
+    _keras_quietly()
+    ensemble = train_ensemble(
+        members, recipe, data, vary, names, runs_dir, config_file=config, offline=_Settings.offline,
+        **{name: value for name, value in overrides.items() if value is not None},
+    )
+    figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in ensemble.metrics.items()
+                        if key.endswith("_accuracy") and isinstance(value, float))
+    console.print(f"[bold]{ensemble.path}[/bold]: {figures}; {ensemble.metrics['training_seconds']:.1f} s of training")
+    shown = "test" if "test_accuracy" in ensemble.metrics else "validation"
+    each = ", ".join(f"{value:.2%}" for value in ensemble.metrics.get(f"member_{shown}_accuracy", []))
+    console.print(f"members' {shown} accuracy: {each}")
+    console.print(f"report: {ensemble.path / 'report.html'}")
+
+
 def _print_evaluation(evaluation) -> None:
     console.print(f"accuracy {evaluation.accuracy:.2%}   loss {evaluation.loss:.4f}   "
                   f"macro F1 {evaluation.macro_f1:.4f}   ({len(evaluation.labels):,} images)")
@@ -306,9 +356,10 @@ def _print_evaluation(evaluation) -> None:
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 / .onnx model file, a run folder or an ensemble folder.")],
     data: Annotated[str, typer.Option(help="Labelled data to evaluate on.")] = "mnist:test",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the report (default: beside the model).")] = None,
+    tta: TtaOption = False,
     force: ForceOption = False,
 ) -> None:
     """Accuracy, loss, confusion matrix and per-class figures, printed and drawn."""
@@ -319,12 +370,13 @@ def evaluate_command(
     from digitlab.sources import load
 
     dataset = load(data, offline=_Settings.offline)
-    folder = out or (model if model.is_dir() else model.parent) / f"evaluation-{dataset.name}"
+    folder = out or (model if model.is_dir() else model.parent) / f"evaluation-{dataset.name}{'-tta' if tta else ''}"
     check_new(folder, force)
-    evaluation = load_model(model).evaluate(dataset)
+    evaluation = load_model(model, tta=tta).evaluate(dataset)
     _print_evaluation(evaluation)
     report = write_report(folder, evaluation, dataset, None, title=f"{model.name} on {dataset.name}",
-                          details={"model": str(model), "data": data})
+                          details={"model": str(model), "data": data,
+                                   "test-time augmentation": "on" if tta else "off"})
     console.print(f"report: {report}")
 
 
@@ -363,7 +415,7 @@ def _print_reading(reading) -> None:
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 / .onnx model file, a run folder or an ensemble folder.")],
     inputs: Annotated[
         list[str],
         typer.Argument(help="Photos, scans or drawings (files or folders of them), or one data source "
@@ -375,6 +427,7 @@ def predict_command(
                      "label and the 10 probabilities (default predictions.csv)."),
     ] = None,
     single: Annotated[bool, typer.Option("--single", help="Photos hold one digit each: read only the main one.")] = False,
+    tta: TtaOption = False,
     debug_dir: Annotated[
         Optional[Path], typer.Option("--debug-dir", help="Write the 28x28 digits the model saw as PNG.")
     ] = None,
@@ -389,7 +442,7 @@ def predict_command(
     photos = _photo_files(inputs)
     if output is not None:
         check_new(output, force)
-    classifier = load_model(model)
+    classifier = load_model(model, tta=tta)
     if photos is not None:
         readings = [classifier.read(path, multi_digit=not single, debug_dir=debug_dir) for path in photos]
         for reading in readings:
@@ -410,22 +463,46 @@ def predict_command(
 
 @app.command("submit")
 def submit_command(
-    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 / .onnx model file, a run folder or an ensemble folder.")],
     test_csv: Annotated[str, typer.Argument(help="Kaggle's test.csv (or any source of images).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The submission file.")] = Path("submission.csv"),
+    tta: TtaOption = False,
     force: ForceOption = False,
 ) -> None:
     """Write a Kaggle submission (ImageId,Label) for test.csv."""
     _keras_quietly()
-    from digitlab.predict import submit
+    from digitlab.classifier import load_model
+    from digitlab.outputs import check_new
 
-    path = submit(model, test_csv, output, force=force, offline=_Settings.offline)
+    check_new(output, force)  # before the slow loading and predicting
+    path = load_model(model, tta=tta).submit(test_csv, output, force=force, offline=_Settings.offline)
     console.print(f"wrote {path}")
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    export_format: Annotated[str, typer.Option("--format", help="The format to write; only onnx so far.")] = "onnx",
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="The file to write (default: model.onnx in a run folder, else "
+                     "the model file's name ending in .onnx)."),
+    ] = None,
+    force: ForceOption = False,
+) -> None:
+    """Export a model to ONNX for ONNX Runtime, checked to give the same answers as Keras."""
+    _keras_quietly()
+    from digitlab.export import default_onnx_path, export_onnx
+
+    if export_format.lower() != "onnx":
+        raise DigitlabError(f"--format {export_format}: the only export format is onnx")
+    written = export_onnx(model, output or default_onnx_path(model), force)
+    console.print(f"wrote {written} (ONNX Runtime and Keras agree)")
 
 
 @app.command("serve")
 def serve_command(
-    model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
+    model: Annotated[Path, typer.Argument(help="A .keras / .h5 / .onnx model file, a run folder or an ensemble folder.")],
     host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     api_token: Annotated[

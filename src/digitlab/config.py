@@ -42,6 +42,8 @@ class TrainingConfig:
     data: str = "mnist"
     validation: float | int | str = 0.1  # fraction, count, or a source of its own
     train_limit: int | None = None  # use a stratified subset of this many training images
+    split_seed: int | None = None  # seed of train_limit and the validation split; default: seed
+    bootstrap: bool = False  # bagging: train on a same-size sample of the training split, with replacement
     test: str | None = None  # reported only, never used to choose; default: the source's test part
     model: str = "simple-convnet"
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +93,8 @@ class TrainingConfig:
             _positive("train_limit", self.train_limit)
         if self.threads is not None:
             _positive("threads", self.threads)
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)):
+            raise ConfigError(f"split_seed must be a whole number, got {self.split_seed!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.decay_rate <= 1.0:

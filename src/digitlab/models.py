@@ -425,3 +425,19 @@ def gap_convnet(width: int = 16, dropout_rate: float = 0.2) -> keras.Model:
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout_rate)(x)
     return _classifier_model(inputs, x, "gap-convnet")
+
+
+@register_model(
+    "strided-convnet",
+    "Made for speed: Conv 5x5/2 > BN > ReLU (24) > Conv 3x3/2 > BN > ReLU (48) > Conv 3x3 > BN > ReLU (96) "
+    "> GlobalAveragePool > Dense10; about 2M multiply-adds per digit",
+)
+def strided_convnet(width: int = 24) -> keras.Model:
+    """Strided convolutions shrink the image at once, so each step costs little on a CPU."""
+    inputs, x = _digit_input()
+    for filters, kernel_size, strides in ((width, 5, 2), (2 * width, 3, 2), (4 * width, 3, 1)):
+        x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return _classifier_model(inputs, x, "strided-convnet")

@@ -643,7 +643,7 @@ def is_loopback(host: str) -> bool:
 def _model_name(path: Path) -> str:
     """A run folder's name for a run's model, else the file's name."""
     path = path.expanduser().resolve()
-    if path.is_file() and path.name == "model.keras" and path.parent.name:
+    if path.is_file() and path.name in ("model.keras", "model.onnx") and path.parent.name:
         return path.parent.name
     return path.name
 
@@ -654,15 +654,17 @@ def create_app_for_model(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FastAPI:
-    """`create_app` for a saved model: a `.keras` or `.h5` file or a run folder.
+    """`create_app` for a saved model: a `.keras`, `.h5` or `.onnx` file or a run folder
+    (its `model.onnx` when present and not older than `model.keras`: ONNX Runtime is faster),
+    or an ensemble folder.
 
     Raises `digitlab.modelio.ModelError` if the model cannot be loaded. The model is run once
     on a blank image, so the first request is not slowed by TensorFlow's start-up.
     """
-    from digitlab.modelio import input_adapter, load_model
+    from digitlab.classifier import load_model
+    from digitlab.modelio import fastest_model_file
 
-    model = load_model(model_path)
-    predict_function = input_adapter(model)
+    predict_function = load_model(fastest_model_file(model_path)).predict_function
     predict_function(np.zeros((1, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8))
     return create_app(predict_function, _model_name(Path(model_path)), api_token, max_body_bytes, max_pixels)
 

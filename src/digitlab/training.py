@@ -103,7 +103,12 @@ class Splits:
 
 
 def prepare_data(config: TrainingConfig, offline: bool = False) -> Splits:
-    """Training, validation and test data; the test part is only ever reported on."""
+    """Training, validation and test data; the test part is only ever reported on.
+
+    The training subset and validation split are drawn with `split_seed` (`seed` if None);
+    with `bootstrap`, training then uses a same-size sample of the rest drawn with replacement
+    using `seed`, so bagged ensemble members share one validation split.
+    """
     from digitlab.sources import load_parts
 
     parts = load_parts(config.data, offline=offline)
@@ -111,17 +116,21 @@ def prepare_data(config: TrainingConfig, offline: bool = False) -> Splits:
     if not train.is_labelled:
         raise ConfigError(f"training data {config.data} has no labels")
     validation = None
+    split_seed = config.seed if config.split_seed is None else config.split_seed
     try:
         if config.train_limit is not None and config.train_limit < len(train):
-            _, train = train.split(config.train_limit, seed=config.seed)
+            _, train = train.split(config.train_limit, seed=split_seed)
         if isinstance(config.validation, str):
             validation = next(iter(load_parts(config.validation, offline=offline).values()))
         elif config.validation:
-            train, validation = train.split(config.validation, seed=config.seed)
+            train, validation = train.split(config.validation, seed=split_seed)
     except ValueError as error:
         if isinstance(error, DigitlabError):
             raise
         raise ConfigError(f"{config.data}: {error}") from None
+    if config.bootstrap:
+        drawn = np.sort(np.random.default_rng(config.seed).integers(0, len(train), size=len(train)))
+        train = train.subset(drawn, f"{train.name}-bootstrap")
     if config.test:
         test = next(iter(load_parts(config.test, offline=offline).values()))
     else:
@@ -221,8 +230,13 @@ def configure_threads(threads: int | None) -> None:
               file=sys.stderr)
 
 
-def train(config: TrainingConfig, offline: bool = False, verbose: int | None = None) -> Run:
-    """Train a model as `config` says and write its run folder; returns the Run."""
+def train(
+    config: TrainingConfig, offline: bool = False, verbose: int | None = None, callbacks: list | None = None
+) -> Run:
+    """Train a model as `config` says and write its run folder; returns the Run.
+
+    `callbacks` are extra Keras callbacks, run after digitlab's own.
+    """
     from digitlab import models, pipeline, schedules
     from digitlab.evaluate import evaluate
     from digitlab.report import write_report
@@ -252,6 +266,7 @@ def train(config: TrainingConfig, offline: bool = False, verbose: int | None = N
     started = time.perf_counter()
     history_log = _history_callback(keras, folder, started)
     keep_best = _best_weights_callback(keras, config.checkpoint_monitor)
+    extra_callbacks = list(callbacks or [])
     callbacks = [history_log, *schedules.epoch_callbacks(config)]
     if splits.validation is not None and config.keep_best:
         callbacks.append(keep_best)
@@ -271,7 +286,7 @@ def train(config: TrainingConfig, offline: bool = False, verbose: int | None = N
         epochs=config.epochs,
         steps_per_epoch=steps,
         validation_data=validation_data,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *extra_callbacks],
         verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
         shuffle=False,  # the pipeline shuffles
     )

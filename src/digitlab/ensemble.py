@@ -1,0 +1,382 @@
+"""Ensembles: several trained models whose probabilities are averaged.
+
+`train_ensemble` trains the members, each an ordinary training run, inside one folder:
+
+    runs/<time>-ensemble-<recipe>/
+        ensemble.json        the members, their figures and how they are combined
+        config.toml          the settings the members share, and how they differ
+        metrics.json         the ensemble's validation and test figures, and each member's
+        report.html, ...     the ensemble's report (on the test data, else the validation split)
+        members/<run>/       each member's own run folder
+
+Members differ by seed ("seed"), by seed and a bootstrap sample of the training split
+("bagging"), or by architecture ("models"). All members share one validation split, the test
+data is only reported on, and nothing is chosen by it. An ensemble folder is accepted wherever
+a model is: `digitlab.load_model(folder)` gives a Classifier that averages the members.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from digitlab.config import ConfigError, TrainingConfig
+from digitlab.dataset import NUM_CLASSES, Dataset
+from digitlab.report import MOST_MISTAKES_SHOWN
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
+
+    from digitlab.classifier import Classifier, DataSource, Images
+    from digitlab.evaluate import Evaluation
+    from digitlab.training import Run
+
+__all__ = [
+    "DEFAULT_MEMBERS",
+    "ENSEMBLE_FILENAME",
+    "VARIATIONS",
+    "EnsembleRun",
+    "load_ensemble_members",
+    "mean_probabilities_function",
+    "read_ensemble",
+    "train_ensemble",
+]
+
+ENSEMBLE_FILENAME = "ensemble.json"
+MEMBERS_FOLDER = "members"
+ENSEMBLE_FORMAT = "digitlab-ensemble"
+ENSEMBLE_FORMAT_VERSION = 1
+AVERAGING = "mean of probabilities"
+VARIATIONS = ("seed", "bagging", "models")
+DEFAULT_MEMBERS = 3
+
+PredictFunction = Callable[[np.ndarray], np.ndarray]
+
+
+# --- combining members ----------------------------------------------------------------------
+
+
+def mean_probabilities_function(predict_functions: Sequence[PredictFunction]) -> PredictFunction:
+    """A predict function giving the mean of `predict_functions`' float32 (N, 10) probabilities."""
+    functions = list(predict_functions)
+    if not functions:
+        raise ValueError("an ensemble needs at least one member")
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        total = np.zeros((len(images), NUM_CLASSES), dtype=np.float64)
+        for function in functions:
+            total += np.asarray(function(images), dtype=np.float64)
+        return (total / len(functions)).astype(np.float32)
+
+    return predict
+
+
+def _ensemble_file(path: str | Path) -> Path:
+    """The ensemble.json of an ensemble folder, or `path` itself if it names that file."""
+    path = Path(path).expanduser()
+    return path if path.name == ENSEMBLE_FILENAME and not path.is_dir() else path / ENSEMBLE_FILENAME
+
+
+def read_ensemble(path: str | Path) -> list[Path]:
+    """The members' model paths (run folders) listed by an ensemble folder's `ensemble.json`.
+
+    `path` is the ensemble folder or its ensemble.json. A file that cannot be read, is not
+    valid JSON, lists no members or names a member that is not there raises
+    `digitlab.modelio.ModelError` naming ensemble.json.
+    """
+    from digitlab.modelio import ModelError
+
+    file = _ensemble_file(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(file, "no such file; an ensemble folder holds ensemble.json") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelError(file, f"cannot be read ({error})") from None
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ModelError(
+            file, f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+        ) from None
+    members = content.get("members") if isinstance(content, dict) else None
+    if not isinstance(members, list) or not members:
+        raise ModelError(file, 'not a digitlab ensemble: expected {"members": [{"path": ...}, ...]}')
+    paths = []
+    for number, member in enumerate(members, start=1):
+        member_path = member.get("path") if isinstance(member, dict) else None
+        if not isinstance(member_path, str) or not member_path.strip():
+            raise ModelError(file, f'member {number} has no "path" to its run folder or model file')
+        resolved = file.parent / member_path
+        if not resolved.exists():
+            raise ModelError(file, f"member {number}, {member_path}, is missing (no {resolved})")
+        paths.append(resolved)
+    return paths
+
+
+def load_ensemble_members(path: str | Path) -> list[keras.Model]:
+    """The members' Keras models of the ensemble at `path` (the folder or its ensemble.json).
+
+    Any problem, with ensemble.json or with a member's model, raises
+    `digitlab.modelio.ModelError` naming ensemble.json.
+    """
+    from digitlab.modelio import ModelError, load_model
+
+    paths = read_ensemble(path)
+    file = _ensemble_file(path)
+    members = []
+    for number, member_path in enumerate(paths, start=1):
+        try:
+            members.append(load_model(member_path))
+        except ModelError as error:
+            raise ModelError(file, f"member {number} cannot be loaded: {error}") from error
+    return members
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@dataclass
+class EnsembleRun:
+    """A trained ensemble: its folder, members' runs, the ensemble's figures and evaluation.
+
+    `path` is the ensemble folder; `config` the settings the members share (each member's own
+    is `members[i].config`); `vary` how they differ; `metrics` what metrics.json holds.
+    `evaluation` is the ensemble's evaluation on `evaluation_data`: the test data, or the
+    validation split when there is no test data.
+
+    Evaluating, predicting and submitting go through `ensemble.classifier`, a `Classifier`
+    averaging the members; with `data=None` they use `evaluation_data` and its evaluation.
+    """
+
+    path: Path
+    config: TrainingConfig
+    vary: str
+    members: list[Run]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    evaluation: Evaluation | None = field(default=None, repr=False)
+    evaluation_data: Dataset | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        accuracy = self.metrics.get("test_accuracy", self.metrics.get("validation_accuracy"))
+        shown = f", accuracy {accuracy:.4f}" if accuracy is not None else ""
+        return f"EnsembleRun({str(self.path)!r}, {len(self.members)} members by {self.vary}{shown})"
+
+    @functools.cached_property
+    def classifier(self) -> Classifier:
+        """A `Classifier` averaging the members, defaulting to the ensemble's evaluation data."""
+        from digitlab.classifier import Classifier
+
+        return Classifier([member.model for member in self.members], self.path,
+                          default_data=self.evaluation_data, default_evaluation=self.evaluation)
+
+    def evaluate(self, data: DataSource | None = None) -> Evaluation:
+        """The ensemble's figures on labelled `data` (a source or Dataset); None: its own test
+        data (validation split if none), as evaluated at the end of training."""
+        return self.classifier.evaluate(data)
+
+    def predict(self, images: Images) -> np.ndarray:
+        """The predicted digit of each image; see `Classifier.predict` for the forms `images` takes."""
+        return self.classifier.predict(images)
+
+    def predict_probabilities(self, images: Images) -> np.ndarray:
+        """float32 (N, 10): the mean of the members' probabilities; see `Classifier.predict_probabilities`."""
+        return self.classifier.predict_probabilities(images)
+
+    def submit(self, test_csv: str | Path | Dataset, path: str | Path, force: bool = False,
+               offline: bool = False) -> Path:
+        """Write a Kaggle submission for `test_csv`; see `Classifier.submit`."""
+        return self.classifier.submit(test_csv, path, force, offline)
+
+    def plot_confusion_matrix(self, data: DataSource | None = None, normalize: bool = True) -> Figure:
+        """The ensemble's confusion matrix on `data` (None: its own, see `evaluate`)."""
+        return self.classifier.plot_confusion_matrix(data, normalize)
+
+    def plot_mistakes(self, data: DataSource | None = None, count: int = MOST_MISTAKES_SHOWN) -> Figure:
+        """The ensemble's `count` most confident mistakes on `data` (None: its own, see `evaluate`)."""
+        return self.classifier.plot_mistakes(data, count)
+
+
+def _member_models(members: int | None, vary: str, models: Sequence[str] | None) -> tuple[int, list[str] | None]:
+    """The number of members and, for vary="models", their architectures; checked."""
+    if vary not in VARIATIONS:
+        raise ConfigError(f"vary = {vary!r} is not one of {', '.join(VARIATIONS)}")
+    if vary == "models":
+        if not models:
+            raise ConfigError('vary = "models" needs the models, one per member, e.g. models=["tiny-convnet", "gap-convnet"]')
+        models = [str(name) for name in models]
+        if members is not None and members != len(models):
+            raise ConfigError(f"{members} members asked for, but {len(models)} models named; give one model per member")
+        members = len(models)
+    elif models:
+        raise ConfigError(f'models are only used with vary = "models" (vary = {vary!r} was given)')
+    elif members is None:
+        members = DEFAULT_MEMBERS
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise ConfigError(f"an ensemble needs a whole number of at least 2 members, got {members!r}")
+    return members, (list(models) if vary == "models" else None)
+
+
+def _member_configs(base: TrainingConfig, count: int, vary: str, models: list[str] | None) -> list[TrainingConfig]:
+    """Each member's config: its own seed; a bootstrap sample or its own model if `vary` says so.
+
+    Every member keeps the base's split seed, so all share one validation split.
+    """
+    from digitlab.config import apply
+
+    split_seed = base.seed if base.split_seed is None else base.split_seed
+    configs = []
+    for index in range(count):
+        settings: dict[str, Any] = {"seed": base.seed + index, "split_seed": split_seed}
+        if vary == "bagging":
+            settings["bootstrap"] = True
+        if models is not None:
+            settings["model"] = models[index]
+        config = apply(base, settings, f"ensemble member {index + 1}")
+        config.validate()
+        configs.append(config)
+    return configs
+
+
+def _rounded(evaluation: Evaluation | None, figure: str) -> float | None:
+    return None if evaluation is None else round(float(getattr(evaluation, figure)), 6)
+
+
+def train_ensemble(
+    members: int | None = None,
+    recipe: str | Path | None = None,
+    data: str | Path | None = None,
+    vary: str = "seed",
+    models: Sequence[str] | None = None,
+    runs_dir: str | Path | None = None,
+    *,
+    config_file: str | Path | None = None,
+    offline: bool = False,
+    verbose: int | None = None,
+    **overrides: Any,
+) -> EnsembleRun:
+    """Train an ensemble of `members` models (default 3) and write its folder; returns the EnsembleRun.
+
+    The members are trained one after the other as `digitlab.train(recipe, data,
+    config_file=..., **overrides)` would train one model, except that member i (from 0) has
+    seed `seed + i` and, by `vary`:
+
+        "seed"     nothing else: the members differ by initial weights and batch order
+        "bagging"  each trains on its own bootstrap sample of the training split
+                   (TrainingConfig.bootstrap: same size, drawn with replacement)
+        "models"   each is one architecture of `models` (then `members` may be left out)
+
+    All members share one validation split (TrainingConfig.split_seed = `seed`), which each
+    uses to keep its best epoch; the ensemble's probabilities are the mean of the members'.
+    The test data is only reported on. The folder, runs/<time>-ensemble-<recipe>/ (under
+    `runs_dir`), holds ensemble.json, config.toml, metrics.json, the report and pictures of the
+    ensemble, and members/<run>/ for each member; `digitlab.load_model(folder)` loads it.
+
+    A bad option raises `digitlab.config.ConfigError` before anything is trained.
+
+    >>> ensemble = train_ensemble(3, "tiny-convnet", vary="bagging", epochs=5)
+    >>> ensemble.metrics["test_accuracy"], ensemble.metrics["member_test_accuracy"]
+    >>> digitlab.load_model(ensemble.path).predict(images)
+    """
+    from digitlab import models as model_registry
+    from digitlab.api import DEFAULT_RECIPE, _checked_options
+    from digitlab.config import resolve, to_toml
+    from digitlab.evaluate import evaluate
+    from digitlab.modelio import input_adapter
+    from digitlab.outputs import write_text
+    from digitlab.report import write_report
+    from digitlab.training import library_versions, new_run_folder, prepare_data
+    from digitlab.training import train as train_config
+
+    count, member_models = _member_models(members, vary, models)
+    if data is not None:
+        overrides = {"data": data, **overrides}
+    if runs_dir is not None:
+        overrides = {**overrides, "runs_dir": runs_dir}
+    if member_models is not None and "model" in overrides:
+        raise ConfigError('give either model or, with vary = "models", models; not both')
+    if recipe is None and config_file is None:
+        recipe = DEFAULT_RECIPE
+    base = resolve(recipe=None if recipe is None else str(recipe),
+                   config_file=None if config_file is None else Path(config_file),
+                   overrides=_checked_options(overrides))
+    configs = _member_configs(base, count, vary, member_models)
+    if base.model_file:
+        model_registry.load_user_models(base.model_file)
+    for config in configs:
+        model_registry.describe(config.model)  # an unknown name fails now, before any training
+
+    folder = new_run_folder(dataclasses.replace(base, recipe=f"ensemble-{base.recipe}"))
+    members_folder = folder / MEMBERS_FOLDER
+    configs = [dataclasses.replace(config, runs_dir=str(members_folder)) for config in configs]
+    ensemble_settings = {"members": count, "vary": vary, "averaging": AVERAGING,
+                         "seeds": [config.seed for config in configs],
+                         "models": [config.model for config in configs]}
+    write_text(folder / "config.toml", to_toml(base.as_dict() | {"ensemble": ensemble_settings,
+                                                                 "versions": library_versions()}), force=True)
+    started = time.perf_counter()
+    runs = []
+    for number, config in enumerate(configs, start=1):
+        if verbose != 0:
+            print(f"ensemble member {number}/{count}: {config.model}, seed {config.seed}"
+                  f"{', bootstrap sample' if config.bootstrap else ''}", flush=True)
+        runs.append(train_config(config, offline=offline, verbose=verbose))
+    training_seconds = time.perf_counter() - started
+
+    # The members' validation split and test data: the same for all (one split seed).
+    splits = prepare_data(dataclasses.replace(configs[0], bootstrap=False), offline=offline)
+    predict = mean_probabilities_function([input_adapter(run.model) for run in runs])
+    evaluated = {name: evaluate(predict, dataset)
+                 for name, dataset in (("validation", splits.validation), ("test", splits.test))
+                 if dataset is not None}
+    member_entries = [
+        {"path": run.path.relative_to(folder).as_posix(), "model": run.config.model, "seed": run.config.seed,
+         "bootstrap": run.config.bootstrap, "parameters": int(run.model.count_params()),
+         "validation_accuracy": run.metrics.get("validation_accuracy"),
+         "test_accuracy": run.metrics.get("test_accuracy")}
+        for run in runs
+    ]
+    metrics: dict[str, Any] = {
+        "recipe": base.recipe, "vary": vary, "members": count, "averaging": AVERAGING,
+        "models": [run.config.model for run in runs],
+        "parameters": sum(entry["parameters"] for entry in member_entries),
+        "training_seconds": round(training_seconds, 2),
+    }
+    for name, evaluation in evaluated.items():
+        metrics[f"{name}_accuracy"] = _rounded(evaluation, "accuracy")
+        metrics[f"{name}_loss"] = _rounded(evaluation, "loss")
+        metrics[f"member_{name}_accuracy"] = [entry[f"{name}_accuracy"] for entry in member_entries]
+    write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n", force=True)
+
+    shown_name = "test" if "test" in evaluated else "validation"
+    shown_data = splits.test if shown_name == "test" else splits.validation
+    if shown_name in evaluated:
+        member_figures = ", ".join(
+            f"{entry[f'{shown_name}_accuracy']:.2%}" for entry in member_entries
+            if entry[f"{shown_name}_accuracy"] is not None
+        )
+        write_report(
+            folder, evaluated[shown_name], shown_data, None, title=f"digitlab ensemble {folder.name}",
+            details={"recipe": base.recipe, "members": f"{count}, differing by {vary}",
+                     "models": ", ".join(metrics["models"]), "averaging": AVERAGING, "data": base.data,
+                     "evaluated on": shown_name, f"members' {shown_name} accuracy": member_figures,
+                     "training time": f"{training_seconds:.1f} s", "parameters": f"{metrics['parameters']:,}"},
+        )
+    # Written last: an ensemble folder without ensemble.json is an unfinished one.
+    description = {
+        "format": ENSEMBLE_FORMAT, "version": ENSEMBLE_FORMAT_VERSION, "averaging": AVERAGING,
+        "recipe": base.recipe, "vary": vary, "members": member_entries,
+        **{f"{name}_accuracy": metrics[f"{name}_accuracy"] for name in evaluated},
+    }
+    write_text(folder / ENSEMBLE_FILENAME, json.dumps(description, indent=2) + "\n", force=True)
+    return EnsembleRun(folder, base, vary, runs, metrics, evaluation=evaluated.get(shown_name),
+                       evaluation_data=shown_data if shown_name in evaluated else None)
