@@ -113,7 +113,7 @@ def main() -> None:
                   f"training {figures['training']:.1f} s, first step {figures['first_step']:.1f} s, "
                   f"wall {figures['wall']:.0f} s", flush=True)
 
-    print(f"\nMNIST, median over seeds, training seconds (first step excluded)")
+    print("\nMNIST, median over seeds, training seconds (first step excluded)")
     print(f"{'recipe':16} {'to 99.0%':>9} {'to 99.5%':>9} {'final':>7} {'first step':>10} {'wall':>7}")
     medians = {}
     for recipe, rows in results.items():

@@ -28,15 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from digitlab.classifier_methods import ClassifierMethods
 from digitlab.config import ConfigError, TrainingConfig
 from digitlab.dataset import NUM_CLASSES, Dataset
-from digitlab.report import MOST_MISTAKES_SHOWN
 
 if TYPE_CHECKING:
     import keras
-    from matplotlib.figure import Figure
 
-    from digitlab.classifier import Classifier, DataSource, Images
+    from digitlab.classifier import Classifier
     from digitlab.evaluate import Evaluation
     from digitlab.training import Run
 
@@ -146,7 +145,7 @@ def load_ensemble_members(path: str | Path) -> list[keras.Model]:
 
 
 @dataclass
-class EnsembleRun:
+class EnsembleRun(ClassifierMethods):
     """A trained ensemble: its folder, members' runs, the ensemble's figures and evaluation.
 
     `path` is the ensemble folder; `config` the settings the members share (each member's own
@@ -178,33 +177,6 @@ class EnsembleRun:
 
         return Classifier([member.model for member in self.members], self.path,
                           default_data=self.evaluation_data, default_evaluation=self.evaluation)
-
-    def evaluate(self, data: DataSource | None = None) -> Evaluation:
-        """The ensemble's figures on labelled `data` (a source or Dataset); None: its own test
-        data (validation split if none), as evaluated at the end of training."""
-        return self.classifier.evaluate(data)
-
-    def predict(self, images: Images) -> np.ndarray:
-        """The predicted digit of each image; see `Classifier.predict` for the forms `images` takes."""
-        return self.classifier.predict(images)
-
-    def predict_probabilities(self, images: Images) -> np.ndarray:
-        """float32 (N, 10): the mean of the members' probabilities; see `Classifier.predict_probabilities`."""
-        return self.classifier.predict_probabilities(images)
-
-    def submit(self, test_csv: str | Path | Dataset, path: str | Path, force: bool = False,
-               offline: bool = False) -> Path:
-        """Write a Kaggle submission for `test_csv`; see `Classifier.submit`."""
-        return self.classifier.submit(test_csv, path, force, offline)
-
-    def plot_confusion_matrix(self, data: DataSource | None = None, normalize: bool = True) -> Figure:
-        """The ensemble's confusion matrix on `data` (None: its own, see `evaluate`)."""
-        return self.classifier.plot_confusion_matrix(data, normalize)
-
-    def plot_mistakes(self, data: DataSource | None = None, count: int = MOST_MISTAKES_SHOWN) -> Figure:
-        """The ensemble's `count` most confident mistakes on `data` (None: its own, see `evaluate`)."""
-        return self.classifier.plot_mistakes(data, count)
-
 
 def _member_models(members: int | None, vary: str, models: Sequence[str] | None) -> tuple[int, list[str] | None]:
     """The number of members and, for vary="models", their architectures; checked."""

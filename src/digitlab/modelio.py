@@ -141,7 +141,7 @@ def _check_file_kind(path: Path) -> None:
     """Refuse files that are not Keras models before Keras gives a confusing error."""
     import h5py
 
-    start = first_bytes(path, 4, ModelError)
+    first_bytes(path, 4, ModelError)  # missing, unreadable or empty files fail here
     suffix = path.suffix.lower()
     is_zip = zipfile.is_zipfile(path)
     if suffix == KERAS_SUFFIX:

@@ -17,20 +17,20 @@ import numpy as np
 from digitlab import backend, plots
 from digitlab.config import ConfigError, TrainingConfig, to_toml
 from digitlab.dataset import Dataset
+from digitlab.classifier_methods import ClassifierMethods
 from digitlab.errors import DigitlabError
 from digitlab.outputs import write_text
-from digitlab.report import MOST_MISTAKES_SHOWN
 
 if TYPE_CHECKING:
     import pandas
     from matplotlib.figure import Figure
 
-    from digitlab.classifier import Classifier, DataSource, Images
+    from digitlab.classifier import Classifier
     from digitlab.evaluate import Evaluation
 
 
 @dataclass
-class Run:
+class Run(ClassifierMethods):
     """A finished training run: its folder, model, per-epoch history and final figures.
 
     `path` is the run folder (model.keras, history.csv, metrics.json, the pictures and
@@ -63,37 +63,9 @@ class Run:
         return Classifier(self.model, self.path, default_data=self.evaluation_data,
                           default_evaluation=self.evaluation)
 
-    def evaluate(self, data: DataSource | None = None) -> Evaluation:
-        """The model's figures on labelled `data` (a source or Dataset); None: the run's own
-        test data (validation split if none), as evaluated at the end of training."""
-        return self.classifier.evaluate(data)
-
-    def predict(self, images: Images) -> np.ndarray:
-        """The predicted digit of each image; see `Classifier.predict` for the forms `images` takes."""
-        return self.classifier.predict(images)
-
-    def predict_probabilities(self, images: Images) -> np.ndarray:
-        """float32 (N, 10) probabilities of each digit; see `Classifier.predict_probabilities`."""
-        return self.classifier.predict_probabilities(images)
-
-    def submit(self, test_csv: str | Path | Dataset, path: str | Path, force: bool = False,
-               offline: bool = False) -> Path:
-        """Write a Kaggle submission for `test_csv`; see `Classifier.submit`."""
-        return self.classifier.submit(test_csv, path, force, offline)
-
     def plot_curves(self) -> Figure:
         """Accuracy, loss and learning rate per epoch, training against validation."""
         return plots.training_curves(self.history)
-
-    def plot_confusion_matrix(self, data: DataSource | None = None, normalize: bool = True) -> Figure:
-        """The confusion matrix on `data` (None: the run's own, see `evaluate`), in percent of
-        each true digit with `normalize`, else in counts."""
-        return self.classifier.plot_confusion_matrix(data, normalize)
-
-    def plot_mistakes(self, data: DataSource | None = None, count: int = MOST_MISTAKES_SHOWN) -> Figure:
-        """The `count` most confident mistakes on `data` (None: the run's own, see `evaluate`)."""
-        return self.classifier.plot_mistakes(data, count)
-
 
 @dataclass
 class Splits:
