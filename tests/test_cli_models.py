@@ -148,3 +148,10 @@ def test_ensemble_tta_and_export_from_the_command_line(trained_run, run_cli, tmp
     assert exported.code == 0, exported.err
     submitted = run_cli("submit", tmp_path / "model.onnx", data / "test.csv", "-o", tmp_path / "submission.csv")
     assert submitted.code == 0 and len((tmp_path / "submission.csv").read_text().splitlines()) == 101
+
+
+def test_resume_of_a_finished_run_is_refused_in_one_line(trained_run, run_cli):
+    run, _ = trained_run
+    result = run_cli("train", "--resume", run.path)
+    assert result.code == 1
+    assert result.err.strip().startswith("error: ") and "nothing to resume" in result.err

@@ -13,7 +13,9 @@ from typing import Any
 
 from digitlab.config import Augmentation, ConfigError, TrainingConfig, resolve
 from digitlab.dataset import Dataset
+from digitlab.errors import DigitlabError
 from digitlab.training import Run
+from digitlab.training import resume as resume_run
 from digitlab.training import train as train_config
 
 __all__ = ["DEFAULT_RECIPE", "TRAINING_OPTIONS", "train"]
@@ -53,6 +55,7 @@ def train(
     config_file: str | Path | None = None,
     offline: bool = False,
     verbose: int | None = None,
+    resume: str | Path | None = None,
     **overrides: Any,
 ) -> Run:
     """Train a digit recogniser and write its run folder, as `digitlab train` does; returns the Run.
@@ -70,6 +73,9 @@ def train(
     offline      never download MNIST
     verbose      Keras's 0 (silent), 1 (progress bar) or 2 (a line per epoch); by default a
                  progress bar in a terminal and a line per epoch elsewhere
+    resume       a run folder that stopped (killed, crashed, Ctrl-C): continue it from its last
+                 checkpoint with its own config.toml (no recipe, data or options may be given);
+                 a finished run is refused
 
     Any option of `digitlab.config.TrainingConfig` can be given by keyword; the main ones:
 
@@ -81,7 +87,11 @@ def train(
         augmentation     a dict of rotation (degrees), zoom, width_shift, height_shift (fractions)
         validation       a fraction (0.1), a count (5000) or a source of its own
         train_limit      train on a stratified subset of this many images
+        deterministic    bit-identical results for the same seed and data (somewhat slower)
         label_smoothing, early_stopping_patience, keep_best, seed, threads, runs_dir
+
+    Every epoch ends with a checkpoint in RUN/checkpoints/, so `digitlab.train(resume=RUN)`
+    (`digitlab train --resume RUN` on the command line) continues an interrupted run.
 
     A misspelt option, a wrong type or a bad value raises `digitlab.config.ConfigError`
     naming it. The run folder (runs/<time>-<recipe>/ unless runs_dir says otherwise) holds
@@ -97,6 +107,14 @@ def train(
         >>> run.predict(digitlab.load("mnist:test").images[:10])
         >>> run.submit("test.csv", "submission.csv")
     """
+    if resume is not None:
+        given = [name for name, value in (("recipe", recipe), ("data", data), ("config_file", config_file))
+                 if value is not None] + [name for name, value in overrides.items() if value is not None]
+        if given:
+            raise DigitlabError(
+                f"a resumed run uses its own config.toml; {', '.join(given)} cannot be given with resume"
+            )
+        return resume_run(resume, offline=offline, verbose=verbose)
     if data is not None:
         overrides = {"data": data, **overrides}
     options = _checked_options(overrides)

@@ -252,9 +252,9 @@ def train_command(
     test: Annotated[Optional[str], typer.Option(help="Labelled data to report on (default: the source's test part).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name (see `digitlab models list`).")] = None,
     model_file: ModelFileOption = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
+    epochs: Annotated[Optional[int], typer.Option()] = None,
     steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one pass).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw, rmsprop or sgd.")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="Initial (peak) learning rate.")] = None,
     schedule: Annotated[Optional[str], typer.Option(help="constant, exponential, plateau, cosine or one-cycle.")] = None,
@@ -269,6 +269,12 @@ def train_command(
     train_limit: Annotated[Optional[int], typer.Option(min=1, help="Train on a stratified subset of this many images.")] = None,
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard", help="Also write TensorBoard logs.")] = None,
     runs_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
+    deterministic: Annotated[
+        Optional[bool], typer.Option("--deterministic", help="Bit-identical results for the same seed and data.")
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option("--resume", help="Continue a stopped run folder from its last checkpoint.")
+    ] = None,
 ) -> None:
     """Train a model; writes runs/<time>-<recipe>/ with the model, history, figures and report."""
     from digitlab.api import train
@@ -283,11 +289,15 @@ def train_command(
         "optimizer": optimizer, "learning_rate": learning_rate, "schedule": schedule,
         "label_smoothing": label_smoothing, "early_stopping_patience": early_stopping, "seed": seed,
         "threads": threads, "train_limit": train_limit, "tensorboard": tensorboard, "runs_dir": runs_dir,
+        "deterministic": deterministic,
     }
     if augmentation:
         overrides["augmentation"] = augmentation
     _keras_quietly()
-    run = train(recipe, config_file=config, offline=_Settings.offline, **overrides)
+    if resume is not None:
+        run = train(resume=resume, offline=_Settings.offline)
+    else:
+        run = train(recipe, config_file=config, offline=_Settings.offline, **overrides)
     figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in run.metrics.items()
                         if key.endswith("accuracy"))
     console.print(f"[bold]{run.path}[/bold]: {figures}; {run.metrics['training_seconds']:.1f} s of training")

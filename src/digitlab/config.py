@@ -69,6 +69,7 @@ class TrainingConfig:
     keep_best: bool = True  # the saved model is the best epoch by checkpoint_monitor
     checkpoint_monitor: str = "val_loss"
     seed: int = 0
+    deterministic: bool = False  # bit-identical results from the same seed and data (op determinism, one inter-op thread)
     threads: int | None = None  # CPU threads for TensorFlow; default: all cores
     tensorboard: bool = False
     runs_dir: str = "runs"
@@ -89,6 +90,10 @@ class TrainingConfig:
         _positive("learning_rate", self.learning_rate)
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
+        if isinstance(self.validation, float) and not 0.0 <= self.validation < 1.0:
+            raise ConfigError(f"validation fraction must be in [0, 1), got {self.validation}")
+        if isinstance(self.validation, int) and not isinstance(self.validation, bool) and self.validation < 0:
+            raise ConfigError(f"validation count must not be negative, got {self.validation}")
         if self.train_limit is not None:
             _positive("train_limit", self.train_limit)
         if self.threads is not None:

@@ -143,6 +143,9 @@ def _load_all(text: str, offline: bool) -> dict[str, Dataset]:
         return {part: _renamed(dataset, f"{text.lower()}-{part}") for part, dataset in parts.items()}
     path = Path(text).expanduser()
     if not path.exists():
+        blocker = next((parent for parent in path.parents if parent.is_file()), None)
+        if blocker is not None:
+            raise DataError(path, f"no such file or folder: {blocker} is a file, not a folder")
         known = ", ".join(NAMED_DATASETS)
         raise DataError(path, f"no such file or folder (dataset names are: {known})")
     parts = _read_folder(path) if path.is_dir() else _read_file(path)

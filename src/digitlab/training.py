@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from digitlab import backend, plots
-from digitlab.config import ConfigError, TrainingConfig, to_toml
+from digitlab import backend, checkpoints, plots
+from digitlab.config import ConfigError, TrainingConfig, apply, read_toml, to_toml
 from digitlab.dataset import Dataset
 from digitlab.classifier_methods import ClassifierMethods
 from digitlab.errors import DigitlabError
@@ -137,7 +137,7 @@ def new_run_folder(config: TrainingConfig) -> Path:
     return folder
 
 
-def _history_callback(keras, folder: Path, started: float):
+def _history_callback(keras, folder: Path, started: float, rows: list[dict[str, float]] = ()):
     import pandas as pd
 
     class EpochLog(keras.callbacks.Callback):
@@ -145,7 +145,7 @@ def _history_callback(keras, folder: Path, started: float):
 
         def __init__(self):
             super().__init__()
-            self.rows: list[dict[str, float]] = []
+            self.rows: list[dict[str, float]] = list(rows)
             self.epoch_started = started
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -165,30 +165,6 @@ def _history_callback(keras, folder: Path, started: float):
     return EpochLog()
 
 
-def _best_weights_callback(keras, monitor: str):
-    class KeepBest(keras.callbacks.Callback):
-        """Remembers the weights of the best epoch by `monitor`."""
-
-        def __init__(self):
-            super().__init__()
-            self.best_value: float | None = None
-            self.best_epoch: int | None = None
-            self.weights = None
-
-        def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get(monitor)
-            if value is None:
-                return
-            better = self.best_value is None or (
-                value < self.best_value if "loss" in monitor else value > self.best_value
-            )
-            if better:
-                self.best_value, self.best_epoch = float(value), epoch + 1
-                self.weights = self.model.get_weights()
-
-    return KeepBest()
-
-
 def configure_threads(threads: int | None) -> None:
     if threads is None:
         return
@@ -202,21 +178,165 @@ def configure_threads(threads: int | None) -> None:
               file=sys.stderr)
 
 
+# Attributes of Keras's EarlyStopping and ReduceLROnPlateau that a resumed run carries on with.
+_CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")
+
+
+def _checkpoint_callback(keras, folder: Path, config: TrainingConfig, history_log, stateful: list,
+                         resumed: checkpoints.Checkpoint | None, seconds_before: float):
+    class Checkpointing(keras.callbacks.Callback):
+        """Writes RUN/checkpoints/last.npz after every epoch, and best.npz when the epoch is the best.
+
+        Put after the callbacks whose state it records (`stateful`: early stopping, plateau), so
+        that it sees their state at the end of the epoch and can restore it when a run resumes.
+        """
+
+        def __init__(self):
+            super().__init__()
+            state = resumed.state if resumed is not None else {}
+            self.epoch = resumed.epoch if resumed is not None else 0
+            self.best_value: float | None = state.get("best_value")
+            self.best_epoch: int | None = state.get("best_epoch")
+            self.started = time.perf_counter()
+
+        def on_train_begin(self, logs=None):
+            if resumed is None:
+                return
+            for callback, saved in zip(stateful, resumed.state.get("callbacks", [])):
+                for name, value in saved.items():
+                    setattr(callback, name, value)
+
+        @property
+        def training_seconds(self) -> float:
+            return seconds_before + time.perf_counter() - self.started
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epoch = epoch + 1
+            value = (logs or {}).get(config.checkpoint_monitor)
+            better = value is not None and (self.best_value is None or (
+                value < self.best_value if "loss" in config.checkpoint_monitor else value > self.best_value
+            ))
+            if better:
+                self.best_value, self.best_epoch = float(value), epoch + 1
+            state = {
+                "best_value": self.best_value, "best_epoch": self.best_epoch,
+                "monitor": config.checkpoint_monitor, "training_seconds": self.training_seconds,
+                "callbacks": [{name: _plain(getattr(callback, name)) for name in _CALLBACK_STATE
+                               if _plain(getattr(callback, name, None)) is not None} for callback in stateful],
+            }
+            checkpoint = checkpoints.capture(self.model, epoch + 1, history_log.rows, state)
+            if better:
+                checkpoints.save(checkpoint, checkpoints.path(folder, "best"))
+            checkpoints.save(checkpoint, checkpoints.path(folder, "last"))
+
+    return Checkpointing()
+
+
+def _plain(value: Any) -> float | int | None:
+    """A callback's number as JSON can hold it; None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return None
+
+
+def configure_determinism(config: TrainingConfig) -> None:
+    """Seed everything; with `deterministic`, also make TensorFlow's ops and threads repeatable."""
+    keras = backend.keras()
+    keras.utils.set_random_seed(config.seed)
+    if not config.deterministic or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already started; op determinism alone still makes results repeatable
+
+
+def training_batches(dataset: Dataset, config: TrainingConfig, steps: int, first_epoch: int = 0, one_hot: bool = False):
+    """Endless shuffled (and augmented) training batches, starting at epoch `first_epoch` (0-based).
+
+    The stream is `pipeline.batches`, whose shuffles and augmentation are seeded, so it is the
+    same in every process; a run resumed at epoch k skips the first k * steps batches and so
+    sees exactly the batches an uninterrupted run would (the skipped ones are drawn, not trained on).
+    """
+    from digitlab import pipeline
+
+    data = pipeline.batches(dataset, config.batch_size, config.seed, config.augmentation, one_hot)
+    return data.skip(first_epoch * steps).with_options(_data_options())
+
+
+def _data_options():
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = True
+    return options
+
+
 def train(
     config: TrainingConfig, offline: bool = False, verbose: int | None = None, callbacks: list | None = None
 ) -> Run:
     """Train a model as `config` says and write its run folder; returns the Run.
 
-    `callbacks` are extra Keras callbacks, run after digitlab's own.
+    `callbacks` are extra Keras callbacks, run after digitlab's own. After every epoch the run
+    folder gets a checkpoint (checkpoints/last.npz, and best.npz), so a run that is killed or
+    interrupted continues with `resume(run_dir)`.
     """
+    config.validate()
+    return _train(config, None, None, offline, verbose, callbacks)
+
+
+def resume(
+    run_dir: str | Path, offline: bool = False, verbose: int | None = None, callbacks: list | None = None
+) -> Run:
+    """Continue a run that stopped (killed, crashed or interrupted) from its last checkpoint.
+
+    The configuration is the run's config.toml; training goes on with the epoch after the last
+    checkpoint, appends to the history (every epoch appears once) and finishes the run folder as
+    `train` does. A finished run (metrics.json present) or one without a checkpoint is refused.
+    """
+    folder = Path(run_dir)
+    config_path = folder / "config.toml"
+    if not folder.is_dir():
+        raise DigitlabError(f"{folder}: no such run folder")
+    if (folder / "metrics.json").exists():
+        raise DigitlabError(f"{folder} has finished (metrics.json is there); there is nothing to resume")
+    if not config_path.is_file():
+        raise DigitlabError(f"{folder} is not a digitlab run folder (no config.toml)")
+    last = checkpoints.path(folder)
+    if not last.is_file():
+        raise DigitlabError(
+            f"{folder} has no checkpoint ({last}): it stopped before its first epoch ended; "
+            f"start it again with: digitlab train --config {config_path}"
+        )
+    settings = read_toml(config_path)
+    settings.pop("versions", None)
+    config = apply(TrainingConfig(), settings, str(config_path))
+    config.validate()
+    return _train(config, folder, checkpoints.load(last), offline, verbose, callbacks)
+
+
+def _train(
+    config: TrainingConfig,
+    folder: Path | None,
+    resumed: checkpoints.Checkpoint | None,
+    offline: bool,
+    verbose: int | None,
+    callbacks: list | None,
+) -> Run:
     from digitlab import models, pipeline, schedules
     from digitlab.evaluate import evaluate
     from digitlab.report import write_report
 
-    config.validate()
     keras = backend.keras()
     configure_threads(config.threads)
-    keras.utils.set_random_seed(config.seed)
+    configure_determinism(config)
     splits = prepare_data(config, offline=offline)
     if config.model_file:
         models.load_user_models(config.model_file)
@@ -229,49 +349,65 @@ def train(
               if one_hot else keras.losses.SparseCategoricalCrossentropy()),
         metrics=["accuracy"],
     )
-    needs_validation = config.schedule == "plateau" or config.early_stopping_patience or config.keep_best
-    if splits.validation is None and needs_validation and (
-        config.schedule == "plateau" or config.early_stopping_patience
-    ):
+    if splits.validation is None and (config.schedule == "plateau" or config.early_stopping_patience):
         raise ConfigError("the plateau schedule and early stopping need validation data (validation = 0 was given)")
-    folder = new_run_folder(config)
+    first_epoch = 0
+    if resumed is not None:
+        checkpoints.restore(model, resumed, checkpoints.path(folder))
+        first_epoch = resumed.epoch
+    else:
+        folder = new_run_folder(config)
     started = time.perf_counter()
-    history_log = _history_callback(keras, folder, started)
-    keep_best = _best_weights_callback(keras, config.checkpoint_monitor)
+    history_log = _history_callback(keras, folder, started, resumed.history if resumed is not None else ())
     extra_callbacks = list(callbacks or [])
-    callbacks = [history_log, *schedules.epoch_callbacks(config)]
-    if splits.validation is not None and config.keep_best:
-        callbacks.append(keep_best)
+    stateful = schedules.epoch_callbacks(config)
     if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
+        stateful.append(keras.callbacks.EarlyStopping(
             monitor=config.early_stopping_monitor, patience=config.early_stopping_patience
         ))
+    seconds_before = float(resumed.state.get("training_seconds", 0.0)) if resumed is not None else 0.0
+    checkpointing = _checkpoint_callback(keras, folder, config, history_log, stateful, resumed, seconds_before)
+    callbacks = [history_log, *stateful, checkpointing]
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard")))
-    write_text(folder / "config.toml", to_toml(config.as_dict() | {"versions": library_versions()}), force=True)
+    if resumed is None:
+        write_text(folder / "config.toml", to_toml(config.as_dict() | {"versions": library_versions()}), force=True)
 
     validation_data = None
     if splits.validation is not None:
-        validation_data = pipeline.batches(splits.validation, 1024, config.seed, one_hot=one_hot, training=False)
-    model.fit(
-        pipeline.batches(splits.train, config.batch_size, config.seed, config.augmentation, one_hot),
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        validation_data=validation_data,
-        callbacks=[*callbacks, *extra_callbacks],
-        verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
-        shuffle=False,  # the pipeline shuffles
-    )
-    training_seconds = time.perf_counter() - started
-    if keep_best.weights is not None:
-        model.set_weights(keep_best.weights)
+        validation_data = pipeline.batches(splits.validation, 1024, config.seed, one_hot=one_hot,
+                                           training=False).with_options(_data_options())
+    try:
+        model.fit(
+            training_batches(splits.train, config, steps, first_epoch, one_hot),
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps,
+            validation_data=validation_data,
+            callbacks=[*callbacks, *extra_callbacks],
+            verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
+            shuffle=False,  # the training batches are shuffled already
+        )
+    except KeyboardInterrupt:
+        if checkpointing.epoch:
+            print(f"\ninterrupted: {folder} keeps the checkpoint of epoch {checkpointing.epoch}; "
+                  f"continue with: digitlab train --resume {folder}", file=sys.stderr)
+        else:
+            print(f"\ninterrupted before the first epoch ended; {folder} has no checkpoint", file=sys.stderr)
+        raise
+    training_seconds = checkpointing.training_seconds
+    best_epoch = checkpointing.best_epoch if splits.validation is not None and config.keep_best else None
+    if best_epoch is not None and best_epoch != checkpointing.epoch:
+        best = checkpoints.load(checkpoints.path(folder, "best"))
+        for variable, value in zip(model.variables, best.model_variables):
+            variable.assign(value)
     model.save(folder / "model.keras")
 
     history = history_log.frame
     metrics: dict[str, Any] = {
         "recipe": config.recipe, "model": config.model, "parameters": int(model.count_params()),
         "epochs_run": len(history), "training_seconds": round(training_seconds, 2),
-        "best_epoch": keep_best.best_epoch,
+        "best_epoch": best_epoch,
     }
     evaluated = {}
     for name, dataset in (("validation", splits.validation), ("test", splits.test)):

@@ -44,19 +44,38 @@ def read_image(path: str | Path) -> np.ndarray:
                     return pixels
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not an image") from None
     except UnidentifiedImageError:
         raise DataError(path, "not an image, or a damaged one") from None
     except Image.DecompressionBombError as error:
-        raise DataError(path, f"refused: {error}") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise DataError(path, f"cannot decode the image ({error})") from None
+        raise DataError(path, _bomb_message(error)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise DataError(path, f"not an image, or a damaged one ({error})") from None
     return _prepared_digit(path)
+
+
+def _bomb_message(error: Exception) -> str:
+    """Pillow's decompression-bomb refusal in digitlab's words, with the pixel count it claims."""
+    from digitlab.preprocess import MAX_PIXELS
+
+    claimed = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"claims {int(claimed.group(1)):,} pixels" if claimed else "is too large"
+    return (
+        f"refused: the image {size}, more than the {MAX_PIXELS // 1_000_000}-megapixel limit "
+        "(a decompression bomb, or no digit photo)"
+    )
 
 
 def _grey_as_is(image) -> np.ndarray | None:
     """The pixels of a greyscale image (grey RGB included), or None for colour and other modes."""
     if image.mode in ("L", "1", "P", "LA", "PA"):
         return np.asarray(image.convert("L"), dtype=np.uint8)
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16-bit, 32-bit and float grey: scaled to 8 bits as preprocessing scales them
+        from digitlab.preprocess import _high_depth_grey
+
+        return np.round(_high_depth_grey(image) * 255).astype(np.uint8)
     if image.mode in ("RGB", "RGBA"):
         channels = np.asarray(image.convert("RGB"))
         if (channels == channels[..., :1]).all():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,16 +24,22 @@ PIXEL_COLUMNS = [f"pixel{index}" for index in range(PIXELS)]
 _WELL_FORMED_VALUE = re.compile(r"\d{1,3}")
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as surrogateescape keeps them
+
+
 def _open_text(path: Path):
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without its line break), counting from 1."""
+    """(line number, text without its line break), counting from 1; a DataError at the first
+    line holding bytes that are not UTF-8."""
     with _open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
+            if _UNDECODED.search(line):
+                raise DataError(path, "not a text file (CSV expected): bytes that are not UTF-8", f"line {number}")
             yield number, line.rstrip("\r\n")
 
 
@@ -44,8 +51,12 @@ def read_header(path: Path) -> list[str]:
         raise DataError(path, "no such file") from None
     except IsADirectoryError:
         raise DataError(path, "is a folder, expected a CSV file") from None
-    except (OSError, EOFError) as error:
-        raise DataError(path, f"cannot read: {error}") from None
+    except EOFError:
+        raise DataError(path, "truncated gzip file: it ends before its compressed data does") from None
+    except (gzip.BadGzipFile, zlib.error) as error:
+        raise DataError(path, f"damaged gzip file ({error})") from None
+    except OSError as error:
+        raise DataError(path, f"cannot read: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise DataError(path, "not a text file (CSV expected)", "line 1") from None
     if first is None or not first[1].strip():
@@ -88,7 +99,8 @@ def _problem_in_value(token: str, column: str) -> str | None:
 def find_bad_line(path: Path, columns: list[str]) -> DataError | None:
     """The first line that is not a valid row, as an error naming it; None if all are valid."""
     rows = 0
-    for number, line in _lines(path):
+    lines = _lines(path)
+    for number, line in lines:
         if number == 1:
             continue
         if not line.strip():
@@ -96,7 +108,9 @@ def find_bad_line(path: Path, columns: list[str]) -> DataError | None:
         rows += 1
         tokens = line.split(",")
         if len(tokens) != len(columns):
-            return DataError(path, f"{len(tokens)} values, expected {len(columns)}", f"line {number}")
+            last = next(lines, None) is None
+            hint = " (the file ends in the middle of this row: truncated?)" if last and len(tokens) < len(columns) else ""
+            return DataError(path, f"{len(tokens)} values, expected {len(columns)}{hint}", f"line {number}")
         if all(_WELL_FORMED_VALUE.fullmatch(token) for token in tokens):
             numbers = [int(token) for token in tokens]
             if max(numbers) <= 255 and (columns[0] != "label" or numbers[0] < NUM_CLASSES):
@@ -136,13 +150,27 @@ def _read_fast(path: Path, columns: list[str]) -> np.ndarray | None:
     return values
 
 
+def _scan(path: Path, columns: list[str]) -> DataError | None:
+    """`find_bad_line`, with a damaged file (gzip, encoding, I/O) reported as a DataError."""
+    try:
+        return find_bad_line(path, columns)
+    except EOFError:
+        return DataError(path, "truncated gzip file: it ends before its compressed data does")
+    except (gzip.BadGzipFile, zlib.error) as error:
+        return DataError(path, f"damaged gzip file ({error})")
+    except UnicodeDecodeError as error:
+        return DataError(path, f"not a text file (CSV expected): undecodable byte at offset {error.start} of a line")
+    except OSError as error:
+        return DataError(path, f"cannot read: {error.strerror or error}")
+
+
 def read(path: str | Path) -> Dataset:
     """A Kaggle train.csv (labelled) or test.csv (unlabelled) file, .csv or .csv.gz."""
     path = Path(path)
     columns = read_header(path)
     values = _read_fast(path, columns)
     if values is None:
-        error = find_bad_line(path, columns)
+        error = _scan(path, columns)
         if error is not None:
             raise error
         raise DataError(path, "could not be read as a Kaggle CSV file")

@@ -48,12 +48,21 @@ def _labels(path: Path, key: str, array: np.ndarray, count: int) -> np.ndarray:
 def read(path: str | Path) -> dict[str, Dataset]:
     """Every part (`x_<part>` with optional `y_<part>`) of an .npz file, by part name."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected an .npz file")
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except zipfile.BadZipFile as error:
+        raise DataError(path, f"not a readable .npz file: a damaged or truncated zip archive ({error})") from None
+    except (OSError, EOFError) as error:
         raise DataError(path, f"not a readable .npz file ({error})") from None
+    except ValueError as error:  # neither zip nor .npy: NumPy would try (and refuse) to unpickle it
+        reason = "not a zip archive" if "pickle" in str(error) else str(error)
+        raise DataError(path, f"not a readable .npz file ({reason})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(path, "a single .npy array, not an .npz archive of x_<part> / y_<part> arrays")
     parts: dict[str, Dataset] = {}
     with archive:
         keys = list(archive.keys())
