@@ -181,6 +181,7 @@ def _decode(source: ImageSource) -> Image.Image:
     path = _error_path(source)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": the pixels still load
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if isinstance(source, (bytes, bytearray, memoryview)):
                 opened = Image.open(io.BytesIO(bytes(source)))
