@@ -21,6 +21,12 @@ class ClassifierMethods:
     data evaluated at the end of training (the test data, or the validation split if none)."""
 
     classifier: Classifier
+    metrics: dict
+
+    def _accuracy_text(self) -> str:
+        """', accuracy 0.9912' from the test figure (the validation one if there is no test data)."""
+        accuracy = self.metrics.get("test_accuracy", self.metrics.get("validation_accuracy"))
+        return f", accuracy {accuracy:.4f}" if accuracy is not None else ""
 
     def evaluate(self, data: DataSource | None = None) -> Evaluation:
         """Accuracy, loss, confusion matrix and per-class figures on labelled `data` (a source

@@ -166,9 +166,8 @@ class EnsembleRun(ClassifierMethods):
     evaluation_data: Dataset | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        accuracy = self.metrics.get("test_accuracy", self.metrics.get("validation_accuracy"))
-        shown = f", accuracy {accuracy:.4f}" if accuracy is not None else ""
-        return f"EnsembleRun({str(self.path)!r}, {len(self.members)} members by {self.vary}{shown})"
+        members = f"{len(self.members)} members by {self.vary}"
+        return f"EnsembleRun({str(self.path)!r}, {members}{self._accuracy_text()})"
 
     @functools.cached_property
     def classifier(self) -> Classifier:

@@ -51,9 +51,7 @@ class Run(ClassifierMethods):
     evaluation_data: Dataset | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        accuracy = self.metrics.get("test_accuracy", self.metrics.get("validation_accuracy"))
-        shown = f", accuracy {accuracy:.4f}" if accuracy is not None else ""
-        return f"Run({str(self.path)!r}, {self.config.recipe}{shown})"
+        return f"Run({str(self.path)!r}, {self.config.recipe}{self._accuracy_text()})"
 
     @functools.cached_property
     def classifier(self) -> Classifier:
