@@ -1,0 +1,144 @@
+"""Load on `digitlab serve`: 10,000 predictions from 8 concurrent clients over loopback.
+
+Run: DIGITLAB_DATA=../shared/data/mnist python bench/serve_load.py [--model RUN_OR_FILE] [--requests 10000]
+
+Starts the server as its own process on a free 127.0.0.1 port (without --model, a model is
+trained quickly first and exported to ONNX, which `serve` prefers), sends MNIST test digits as
+PNG uploads from `--clients` threads, and prints errors, requests per second, p50/p99 latency,
+and the server's resident memory before and after (growth should stay under 10%). Baseline in
+the same run: the same requests' prediction alone, in-process, without HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def resident_megabytes(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def quick_model(folder: Path) -> Path:
+    from digitlab.api import train
+    from digitlab.export import export_onnx
+
+    run = train("keras-example", epochs=2, runs_dir=str(folder), verbose=0)
+    export_onnx(run.path, run.path / "model.onnx")
+    return run.path
+
+
+def png_bytes(pixels) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=8)
+    arguments = parser.parse_args()
+
+    import httpx
+
+    from digitlab.sources import load
+
+    test = load("mnist:test")
+    bodies = [png_bytes(pixels) for pixels in test.images[:1000]]
+    model = Path(arguments.model) if arguments.model else quick_model(Path(tempfile.mkdtemp(prefix="digitlab-load-")))
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "digitlab"), "serve", str(model), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("the server did not start")
+        with httpx.Client() as warm:
+            for body in bodies[:50]:
+                warm.post(f"{base}/api/predict", files={"image": ("digit.png", body, "image/png")})
+        memory_before = resident_megabytes(server.pid)
+
+        latencies: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        counter = iter(range(arguments.requests))
+
+        def client() -> None:
+            with httpx.Client(timeout=30) as session:
+                for number in counter:
+                    body = bodies[number % len(bodies)]
+                    started = time.perf_counter()
+                    try:
+                        answer = session.post(f"{base}/api/predict", files={"image": ("digit.png", body, "image/png")})
+                        ok = answer.status_code == 200 and answer.json()["found"]
+                    except httpx.HTTPError as error:
+                        ok, answer = False, error
+                    elapsed = time.perf_counter() - started
+                    with lock:
+                        latencies.append(elapsed)
+                        if not ok:
+                            errors.append(str(getattr(answer, "status_code", answer)))
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(arguments.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+        memory_after = resident_megabytes(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    from digitlab.classifier import load_model
+    from digitlab.modelio import fastest_model_file
+
+    reader = load_model(fastest_model_file(model))
+    direct_started = time.perf_counter()
+    for body in bodies[:500]:
+        reader.read(body)
+    direct_milliseconds = (time.perf_counter() - direct_started) / 500 * 1000
+
+    latencies.sort()
+    percentile = lambda share: latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
+    growth = (memory_after - memory_before) / memory_before
+    print(f"{arguments.requests:,} PNG predictions, {arguments.clients} clients, model {model}")
+    print(f"  errors: {len(errors)}{' (' + ', '.join(sorted(set(errors))[:5]) + ')' if errors else ''}")
+    print(f"  requests/s: {arguments.requests / wall:.0f}")
+    print(f"  latency p50 {percentile(0.50):.1f} ms, p99 {percentile(0.99):.1f} ms, mean {statistics.mean(latencies) * 1000:.1f} ms")
+    print(f"  server memory: {memory_before:.0f} MB before, {memory_after:.0f} MB after ({growth:+.1%})")
+    print(f"  baseline, one reading in-process without HTTP: {direct_milliseconds:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
