@@ -76,3 +76,13 @@ def make_learnable_digits(count: int = 200, seed: int = 0) -> Dataset:
         row = 3 + 2 * label
         images[index, row:row + 2, 4:24] = 255
     return Dataset(images, labels, name="learnable")
+
+
+@pytest.fixture(scope="module")
+def data_npz(tmp_path_factory):
+    """A small learnable dataset with train and test parts, as an .npz file, shared by a module."""
+    from digitlab.convert import convert
+
+    folder = tmp_path_factory.mktemp("data")
+    return convert({"train": make_learnable_digits(200), "test": make_learnable_digits(60, seed=1)},
+                   folder / "learnable.npz")

@@ -15,13 +15,6 @@ from digitlab.convert import convert
 
 
 @pytest.fixture(scope="module")
-def data_npz(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    return convert({"train": make_learnable_digits(200), "test": make_learnable_digits(60, seed=1)},
-                   folder / "learnable.npz")
-
-
-@pytest.fixture(scope="module")
 def run(data_npz, tmp_path_factory):
     """One real (short) training run through digitlab.train, shared by the tests below."""
     runs = tmp_path_factory.mktemp("runs")

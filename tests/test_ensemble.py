@@ -17,13 +17,6 @@ from digitlab.training import prepare_data
 
 
 @pytest.fixture(scope="module")
-def data_npz(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    return convert({"train": make_learnable_digits(200), "test": make_learnable_digits(60, seed=1)},
-                   folder / "learnable.npz")
-
-
-@pytest.fixture(scope="module")
 def ensemble(data_npz, tmp_path_factory):
     """One real (tiny) 2-member ensemble, shared by the tests below."""
     return train_ensemble(2, data=data_npz, model="tiny-convnet", epochs=1, batch_size=32,

@@ -243,21 +243,41 @@ def _validation_value(text: str | None) -> float | int | str | None:
         return text
 
 
+RecipeOption = Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (see `digitlab recipes list`).")]
+ConfigFileOption = Annotated[Optional[Path], typer.Option("--config", help="TOML file of options; overrides the recipe.")]
+DataOption = Annotated[Optional[str], typer.Option(help="Training data source (default mnist).")]
+ValidationOption = Annotated[Optional[str], typer.Option(help="Validation fraction (0.1), count (5000) or source.")]
+TestOption = Annotated[Optional[str], typer.Option(help="Labelled data to report on (default: the source's test part).")]
+EpochsOption = Annotated[Optional[int], typer.Option()]
+StepsOption = Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one pass).")]
+BatchSizeOption = Annotated[Optional[int], typer.Option()]
+LearningRateOption = Annotated[Optional[float], typer.Option(help="Initial (peak) learning rate.")]
+ScheduleOption = Annotated[Optional[str], typer.Option(help="constant, exponential, plateau, cosine or one-cycle.")]
+ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all).")]
+TrainLimitOption = Annotated[Optional[int], typer.Option(min=1, help="Train on a stratified subset of this many images.")]
+
+
+def _print_accuracies(path: Path, metrics: dict) -> None:
+    figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in metrics.items()
+                        if key.endswith("_accuracy") and isinstance(value, float))
+    console.print(f"[bold]{path}[/bold]: {figures}; {metrics['training_seconds']:.1f} s of training")
+
+
 @app.command("train")
 def train_command(
-    recipe: Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (see `digitlab recipes list`).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of options; overrides the recipe.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Training data source (default mnist).")] = None,
-    validation: Annotated[Optional[str], typer.Option(help="Validation fraction (0.1), count (5000) or source.")] = None,
-    test: Annotated[Optional[str], typer.Option(help="Labelled data to report on (default: the source's test part).")] = None,
+    recipe: RecipeOption = None,
+    config: ConfigFileOption = None,
+    data: DataOption = None,
+    validation: ValidationOption = None,
+    test: TestOption = None,
     model: Annotated[Optional[str], typer.Option(help="Model name (see `digitlab models list`).")] = None,
     model_file: ModelFileOption = None,
-    epochs: Annotated[Optional[int], typer.Option()] = None,
-    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one pass).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    epochs: EpochsOption = None,
+    steps_per_epoch: StepsOption = None,
+    batch_size: BatchSizeOption = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw, rmsprop or sgd.")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Initial (peak) learning rate.")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="constant, exponential, plateau, cosine or one-cycle.")] = None,
+    learning_rate: LearningRateOption = None,
+    schedule: ScheduleOption = None,
     rotation: Annotated[Optional[float], typer.Option(help="Augmentation: rotation range in degrees.")] = None,
     zoom: Annotated[Optional[float], typer.Option(help="Augmentation: zoom range (fraction).")] = None,
     width_shift: Annotated[Optional[float], typer.Option(help="Augmentation: horizontal shift (fraction).")] = None,
@@ -265,8 +285,8 @@ def train_command(
     label_smoothing: Annotated[Optional[float], typer.Option()] = None,
     early_stopping: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without improvement.")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all).")] = None,
-    train_limit: Annotated[Optional[int], typer.Option(min=1, help="Train on a stratified subset of this many images.")] = None,
+    threads: ThreadsOption = None,
+    train_limit: TrainLimitOption = None,
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard", help="Also write TensorBoard logs.")] = None,
     runs_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
     deterministic: Annotated[
@@ -298,9 +318,7 @@ def train_command(
         run = train(resume=resume, offline=_Settings.offline)
     else:
         run = train(recipe, config_file=config, offline=_Settings.offline, **overrides)
-    figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in run.metrics.items()
-                        if key.endswith("accuracy"))
-    console.print(f"[bold]{run.path}[/bold]: {figures}; {run.metrics['training_seconds']:.1f} s of training")
+    _print_accuracies(run.path, run.metrics)
     console.print(f"report: {run.path / 'report.html'}")
 
 
@@ -309,21 +327,21 @@ def ensemble_command(
     members: Annotated[Optional[int], typer.Option(min=2, help="How many models (default 3; with --vary models, one per name).")] = None,
     vary: Annotated[str, typer.Option(help="How members differ: seed, bagging (each a bootstrap sample) or models.")] = "seed",
     models: Annotated[Optional[str], typer.Option(help="With --vary models: model names, separated by commas.")] = None,
-    recipe: Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (see `digitlab recipes list`).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file of options; overrides the recipe.")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Training data source (default mnist).")] = None,
-    validation: Annotated[Optional[str], typer.Option(help="Validation fraction (0.1), count (5000) or source.")] = None,
-    test: Annotated[Optional[str], typer.Option(help="Labelled data to report on (default: the source's test part).")] = None,
+    recipe: RecipeOption = None,
+    config: ConfigFileOption = None,
+    data: DataOption = None,
+    validation: ValidationOption = None,
+    test: TestOption = None,
     model: Annotated[Optional[str], typer.Option(help="Model name for every member (not with --vary models).")] = None,
     model_file: ModelFileOption = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1)] = None,
-    steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Batches per epoch (default: one pass).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Initial (peak) learning rate.")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="constant, exponential, plateau, cosine or one-cycle.")] = None,
+    epochs: EpochsOption = None,
+    steps_per_epoch: StepsOption = None,
+    batch_size: BatchSizeOption = None,
+    learning_rate: LearningRateOption = None,
+    schedule: ScheduleOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the first member (member i gets seed + i).")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all).")] = None,
-    train_limit: Annotated[Optional[int], typer.Option(min=1, help="Train on a stratified subset of this many images.")] = None,
+    threads: ThreadsOption = None,
+    train_limit: TrainLimitOption = None,
     runs_dir: Annotated[Optional[str], typer.Option(help="Where the ensemble folder goes (default runs/).")] = None,
 ) -> None:
     """Train an ensemble; writes runs/<time>-ensemble-<recipe>/ with members/, ensemble.json and a report."""
@@ -341,9 +359,7 @@ def ensemble_command(
         members, recipe, data, vary, names, runs_dir, config_file=config, offline=_Settings.offline,
         **{name: value for name, value in overrides.items() if value is not None},
     )
-    figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in ensemble.metrics.items()
-                        if key.endswith("_accuracy") and isinstance(value, float))
-    console.print(f"[bold]{ensemble.path}[/bold]: {figures}; {ensemble.metrics['training_seconds']:.1f} s of training")
+    _print_accuracies(ensemble.path, ensemble.metrics)
     shown = "test" if "test_accuracy" in ensemble.metrics else "validation"
     each = ", ".join(f"{value:.2%}" for value in ensemble.metrics.get(f"member_{shown}_accuracy", []))
     console.print(f"members' {shown} accuracy: {each}")

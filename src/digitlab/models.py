@@ -290,9 +290,11 @@ def _conv_pair_block(x: keras.KerasTensor, filters: int, kernel_size: int, dropo
     return layers.Dropout(dropout_rate)(x)
 
 
-def _conv_batchnorm_relu(x: keras.KerasTensor, filters: int) -> keras.KerasTensor:
-    """3x3 'same' Conv2D without bias > BatchNorm > ReLU (the modern order)."""
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+def _conv_batchnorm_relu(
+    x: keras.KerasTensor, filters: int, kernel_size: int = 3, strides: int = 1
+) -> keras.KerasTensor:
+    """'same' Conv2D without bias > BatchNorm > ReLU (the modern order)."""
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     return layers.ReLU()(x)
 
@@ -436,8 +438,6 @@ def strided_convnet(width: int = 24) -> keras.Model:
     """Strided convolutions shrink the image at once, so each step costs little on a CPU."""
     inputs, x = _digit_input()
     for filters, kernel_size, strides in ((width, 5, 2), (2 * width, 3, 2), (4 * width, 3, 1)):
-        x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
+        x = _conv_batchnorm_relu(x, filters, kernel_size, strides)
     x = layers.GlobalAveragePooling2D()(x)
     return _classifier_model(inputs, x, "strided-convnet")
