@@ -7,12 +7,17 @@ trained quickly first and exported to ONNX, which `serve` prefers), sends MNIST 
 PNG uploads from `--clients` threads, and prints errors, requests per second, p50/p99 latency,
 and the server's resident memory before and after (growth should stay under 10%). Baseline in
 the same run: the same requests' prediction alone, in-process, without HTTP.
+
+The clients share the machine's cores with the server, so they are kept lean: each holds one
+keep-alive `http.client` connection and sends multipart bodies built once, before timing starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
+import json
 import socket
 import statistics
 import subprocess
@@ -53,6 +58,37 @@ def png_bytes(pixels) -> bytes:
     return buffer.getvalue()
 
 
+BOUNDARY = "digitlab-load-boundary"
+
+
+def multipart_upload(png: bytes) -> bytes:
+    """A multipart/form-data body carrying `png` in the field `image`."""
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"digit.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode()
+    return head + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def post_upload(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    connection.request("POST", "/api/predict", body=body,
+                       headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    answer = connection.getresponse()
+    return answer.status, answer.read()
+
+
+def wait_until_up(port: int, server: subprocess.Popen) -> None:
+    for _ in range(600):
+        if server.poll() is not None:
+            raise SystemExit("the server stopped before answering")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the server did not start")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None)
@@ -60,31 +96,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     arguments = parser.parse_args()
 
-    import httpx
-
     from digitlab.sources import load
 
     test = load("mnist:test")
-    bodies = [png_bytes(pixels) for pixels in test.images[:1000]]
+    pngs = [png_bytes(pixels) for pixels in test.images[:1000]]
+    bodies = [multipart_upload(png) for png in pngs]
     model = Path(arguments.model) if arguments.model else quick_model(Path(tempfile.mkdtemp(prefix="digitlab-load-")))
     port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "digitlab"), "serve", str(model), "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("the server did not start")
-        with httpx.Client() as warm:
-            for body in bodies[:50]:
-                warm.post(f"{base}/api/predict", files={"image": ("digit.png", body, "image/png")})
+        wait_until_up(port, server)
+        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for body in bodies[:50]:
+            post_upload(warm, body)
+        warm.close()
         memory_before = resident_megabytes(server.pid)
 
         latencies: list[float] = []
@@ -93,20 +121,22 @@ def main() -> None:
         counter = iter(range(arguments.requests))
 
         def client() -> None:
-            with httpx.Client(timeout=30) as session:
-                for number in counter:
-                    body = bodies[number % len(bodies)]
-                    started = time.perf_counter()
-                    try:
-                        answer = session.post(f"{base}/api/predict", files={"image": ("digit.png", body, "image/png")})
-                        ok = answer.status_code == 200 and answer.json()["found"]
-                    except httpx.HTTPError as error:
-                        ok, answer = False, error
-                    elapsed = time.perf_counter() - started
-                    with lock:
-                        latencies.append(elapsed)
-                        if not ok:
-                            errors.append(str(getattr(answer, "status_code", answer)))
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            for number in counter:
+                started = time.perf_counter()
+                try:
+                    status, content = post_upload(connection, bodies[number % len(bodies)])
+                    ok = status == 200 and json.loads(content)["found"]
+                    problem = str(status)
+                except (OSError, http.client.HTTPException) as error:
+                    connection.close()
+                    ok, problem = False, type(error).__name__
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies.append(elapsed)
+                    if not ok:
+                        errors.append(problem)
+            connection.close()
 
         started = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(arguments.clients)]
@@ -125,8 +155,8 @@ def main() -> None:
 
     reader = load_model(fastest_model_file(model))
     direct_started = time.perf_counter()
-    for body in bodies[:500]:
-        reader.read(body)
+    for png in pngs[:500]:
+        reader.read(png)
     direct_milliseconds = (time.perf_counter() - direct_started) / 500 * 1000
 
     latencies.sort()

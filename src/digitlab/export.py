@@ -104,6 +104,8 @@ def _convert(model: keras.Model, path: Path) -> None:
             # Keras's numpy-2 patch for tf2onnx looks up np.object, which numpy 2 warns about.
             warnings.simplefilter("ignore", FutureWarning)
             model.export(str(path), format="onnx", verbose=False, input_signature=signature, opset_version=ONNX_OPSET)
+    except OSError:
+        raise  # writing failed (a full disk, say): the caller names the file
     except Exception as error:  # tf2onnx raises many kinds for operations it cannot convert
         raise ExportError(f"cannot export model {model.name!r} to ONNX: {modelio._first_line(error)}") from error
 

@@ -6,6 +6,7 @@ crash, a full disk or Ctrl-C leaves either the old file or the new one, never a 
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -40,9 +41,23 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+# Reasons a write fails that are worth naming when a library reports them only in its own words.
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO)
+
+
+def _reason(error: OSError) -> str:
+    """Why a write failed, in the system's words ("No space left on device")."""
+    if error.errno is not None:
+        return os.strerror(error.errno)
+    text = str(error)  # pyarrow, for one, gives no errno and a long message naming its temporary file
+    for code in _WRITE_ERRORS:
+        if os.strerror(code) in text:
+            return os.strerror(code)
+    return error.strerror or text
+
+
 def _write_failed(path: Path, error: OSError) -> DigitlabError:
-    reason = error.strerror or str(error)
-    return DigitlabError(f"cannot write {path}: {reason}; nothing there was changed")
+    return DigitlabError(f"cannot write {path}: {_reason(error)}; nothing there was changed")
 
 
 def write_file(path: str | Path, write: Callable[[Path], None], force: bool = False) -> Path:

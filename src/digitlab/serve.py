@@ -152,7 +152,12 @@ _REQUEST_BODY: dict[str, Any] = {
                 "required": ["image"],
                 "properties": {
                     "image": {"type": "string", "format": "binary", "description": _IMAGE_FIELD_HELP},
-                    "multi_digit": {"type": "boolean", "default": True},
+                    "multi_digit": {
+                        "type": "string",
+                        "enum": sorted(_TRUE_WORDS | _FALSE_WORDS),
+                        "default": "true",
+                        "description": "a form field is text: true/false, 1/0, yes/no or on/off",
+                    },
                 },
             }
         },
@@ -475,6 +480,38 @@ def _validation_message(error: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+class _SecurityHeaders:
+    """Adds headers every answer carries, unless the answer set them itself.
+
+    A plain ASGI middleware: it only touches the start of each answer, where Starlette's
+    `BaseHTTPMiddleware` would run every request through an extra task and stream.
+    """
+
+    headers = (
+        (b"x-content-type-options", b"nosniff"),
+        # The page may carry ?token=...; never send it on to another site.
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in self.headers if name not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(
     predict_function: PredictFunction,
     model_name: str,
@@ -523,13 +560,7 @@ def create_app(
     async def validation_failed(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_message(error)}, status_code=422)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[..., Any]) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        # The page may carry ?token=...; never send it on to another site.
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+    app.add_middleware(_SecurityHeaders)
 
     bearer = HTTPBearer(auto_error=False, description="the token given to `digitlab serve --api-token`")
 
