@@ -49,6 +49,10 @@ def keras() -> ModuleType:
     with filtered_stderr():
         import keras as imported
 
+        if imported.backend.backend() == "tensorflow":
+            from digitlab.distribute import split_cpu_devices
+
+            split_cpu_devices()  # DIGITLAB_CPU_DEVICES must act before the devices start
         imported.ops.convert_to_numpy(imported.ops.zeros((1,)))  # starts the devices
     _keras = imported
     return imported

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.distribute import model_scope
 from digitlab.errors import DigitlabError
 from digitlab.outputs import write_file
 
@@ -95,7 +96,8 @@ def restore(model, checkpoint: Checkpoint, source: str | Path = "checkpoint") ->
                                 f"the checkpoint {value.shape}; was the recipe changed?")
         variable.assign(value)
     optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
+    with model_scope(model):  # a distributed model's optimizer makes its variables on every device
+        optimizer.build(model.trainable_variables)
     if len(optimizer.variables) != len(checkpoint.optimizer_variables):
         raise DigitlabError(f"{source}: the checkpoint holds {len(checkpoint.optimizer_variables)} optimizer "
                             f"variables, the optimizer has {len(optimizer.variables)}; was the recipe changed?")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from digitlab import __version__
@@ -255,6 +257,10 @@ LearningRateOption = Annotated[Optional[float], typer.Option(help="Initial (peak
 ScheduleOption = Annotated[Optional[str], typer.Option(help="constant, exponential, plateau, cosine or one-cycle.")]
 ThreadsOption = Annotated[Optional[int], typer.Option(min=1, help="CPU threads (default: all).")]
 TrainLimitOption = Annotated[Optional[int], typer.Option(min=1, help="Train on a stratified subset of this many images.")]
+RayOption = Annotated[bool, typer.Option("--ray", help="Run on Ray: a local Ray started for the purpose, or the "
+                                         "cluster of --ray-address (needs pip install \"digitlab\\[ray]\").")]
+RayAddressOption = Annotated[Optional[str], typer.Option("--ray-address", help="The Ray cluster to run on, e.g. "
+                                                         "ray://head:10001 or auto; implies --ray.")]
 
 
 def _print_accuracies(path: Path, metrics: dict) -> None:
@@ -295,6 +301,10 @@ def train_command(
     resume: Annotated[
         Optional[Path], typer.Option("--resume", help="Continue a stopped run folder from its last checkpoint.")
     ] = None,
+    distribute: Annotated[
+        Optional[bool], typer.Option("--distribute", help="Split each batch over all local GPUs "
+                                     "(MirroredStrategy); DIGITLAB_CPU_DEVICES=N splits the CPU instead.")
+    ] = None,
 ) -> None:
     """Train a model; writes runs/<time>-<recipe>/ with the model, history, figures and report."""
     from digitlab.api import train
@@ -309,7 +319,7 @@ def train_command(
         "optimizer": optimizer, "learning_rate": learning_rate, "schedule": schedule,
         "label_smoothing": label_smoothing, "early_stopping_patience": early_stopping, "seed": seed,
         "threads": threads, "train_limit": train_limit, "tensorboard": tensorboard, "runs_dir": runs_dir,
-        "deterministic": deterministic,
+        "deterministic": deterministic, "distribute": distribute,
     }
     if augmentation:
         overrides["augmentation"] = augmentation
@@ -343,6 +353,8 @@ def ensemble_command(
     threads: ThreadsOption = None,
     train_limit: TrainLimitOption = None,
     runs_dir: Annotated[Optional[str], typer.Option(help="Where the ensemble folder goes (default runs/).")] = None,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Train an ensemble; writes runs/<time>-ensemble-<recipe>/ with members/, ensemble.json and a report."""
     from digitlab.ensemble import train_ensemble
@@ -357,13 +369,43 @@ def ensemble_command(
     _keras_quietly()
     ensemble = train_ensemble(
         members, recipe, data, vary, names, runs_dir, config_file=config, offline=_Settings.offline,
-        **{name: value for name, value in overrides.items() if value is not None},
+        ray=ray, ray_address=ray_address, **{name: value for name, value in overrides.items() if value is not None},
     )
     _print_accuracies(ensemble.path, ensemble.metrics)
     shown = "test" if "test_accuracy" in ensemble.metrics else "validation"
     each = ", ".join(f"{value:.2%}" for value in ensemble.metrics.get(f"member_{shown}_accuracy", []))
     console.print(f"members' {shown} accuracy: {each}")
     console.print(f"report: {ensemble.path / 'report.html'}")
+
+
+@app.command("sweep")
+def sweep_command(
+    sweep_file: Annotated[Path, typer.Argument(help="The sweep's TOML file: recipe, [fixed], [search] (see README).")],
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    cpus_per_trial: Annotated[int, typer.Option(min=1, help="With --ray: CPUs (and TensorFlow threads) per trial.")] = 1,
+    runs_dir: Annotated[Optional[str], typer.Option(help="Where the sweep folder goes (default runs/).")] = None,
+) -> None:
+    """Search over recipe options; writes results.csv, trials.png and best.toml. With --ray the
+    trials run in parallel on Ray Tune and ASHA stops those that fall behind."""
+    from digitlab.sweep import run_sweep
+
+    if not (ray or ray_address):
+        _keras_quietly()
+    result = run_sweep(sweep_file, runs_dir, ray=ray, ray_address=ray_address, cpus_per_trial=cpus_per_trial,
+                       offline=_Settings.offline)
+    metric = result.sweep.metric
+    table = Table("trial", *result.sweep.search, metric, "epochs", "status")
+    for row in result.table.to_dict("records"):
+        value = row[metric]
+        table.add_row(str(row["trial"]), *[str(row[name]) for name in result.sweep.search],
+                      "-" if value != value else f"{value:.4f}", f"{row['epochs_run']}/{row['epochs']}",
+                      row["status"], style="bold" if row["trial"] == result.best_trial else None)
+    console.print(table)
+    console.print(f"best: trial {result.best_trial}, {metric} {result.best_value:.4f}; "
+                  f"{result.training_seconds:.1f} s of training", highlight=False)
+    console.print(f"[bold]{result.path}[/bold]: results.csv, trials.png, best.toml "
+                  f"(train it with: digitlab train --config {result.path / 'best.toml'})", highlight=False)
 
 
 def _print_evaluation(evaluation) -> None:
@@ -458,8 +500,20 @@ def predict_command(
         Optional[Path], typer.Option("--debug-dir", help="Write the 28x28 digits the model saw as PNG.")
     ] = None,
     force: ForceOption = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Large inputs (folders of images, many CSV / IDX / npz files): "
+                                      "predict shard by shard on Ray Data into the folder --output, one "
+                                      "part-NNNNN.csv per shard; a stopped run resumes.")] = False,
+    ray_address: RayAddressOption = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="With --ray: prediction workers (default: one per CPU).")] = None,
+    images_per_block: Annotated[
+        int, typer.Option(min=1, help="With --ray: images per shard of an image folder.")
+    ] = 10_000,
 ) -> None:
     """Predict digits: each photo's number with confidence and top-3, or every image of a data source."""
+    if ray or ray_address:
+        _predict_on_ray(model, inputs, output or Path("predictions"), ray_address, workers, images_per_block,
+                        tta, force)
+        return
     _keras_quietly()
     from digitlab.classifier import load_model
     from digitlab.outputs import check_new
@@ -485,6 +539,24 @@ def predict_command(
     predicted = np.bincount(probabilities.argmax(axis=1), minlength=10)
     counts = ", ".join(f"{digit}: {count}" for digit, count in enumerate(predicted))
     console.print(f"wrote {output} ({len(dataset):,} images; predicted {counts})")
+
+
+def _predict_on_ray(model: Path, inputs: list[str], folder: Path, address: str | None, workers: int | None,
+                    images_per_block: int, tta: bool, force: bool) -> None:
+    from digitlab.sharded_predict import predict_sharded
+
+    started = time.perf_counter()
+
+    def progress(shard, done: int, total: int) -> None:
+        console.print(f"shard {done}/{total}: {shard.part_name} ({shard.count:,} images, "
+                      f"{time.perf_counter() - started:.1f} s)", highlight=False)
+
+    result = predict_sharded(model, inputs, folder, ray=True, ray_address=address, workers=workers,
+                             images_per_block=images_per_block, tta=tta, force=force, on_shard=progress)
+    skipped = f"; {result.skipped} already there, skipped" if result.skipped else ""
+    rate = f", {result.images_computed / result.seconds:,.0f} images/s" if result.computed and result.seconds else ""
+    console.print(f"wrote {folder} ({len(result.shards)} parts, {result.images:,} images; "
+                  f"{result.computed} computed now{rate}{skipped})", highlight=False)
 
 
 @app.command("submit")
@@ -550,7 +622,7 @@ def main() -> None:
     try:
         app()
     except DigitlabError as error:
-        error_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        error_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         error_console.print("interrupted")

@@ -70,6 +70,7 @@ class TrainingConfig:
     checkpoint_monitor: str = "val_loss"
     seed: int = 0
     deterministic: bool = False  # bit-identical results from the same seed and data (op determinism, one inter-op thread)
+    distribute: bool = False  # split each batch over all local accelerators (MirroredStrategy)
     threads: int | None = None  # CPU threads for TensorFlow; default: all cores
     tensorboard: bool = False
     runs_dir: str = "runs"

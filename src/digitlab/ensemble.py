@@ -222,6 +222,26 @@ def _rounded(evaluation: Evaluation | None, figure: str) -> float | None:
     return None if evaluation is None else round(float(getattr(evaluation, figure)), 6)
 
 
+def _member_text(config: TrainingConfig) -> str:
+    return f"{config.model}, seed {config.seed}{', bootstrap sample' if config.bootstrap else ''}"
+
+
+def _train_on_ray(configs: list[TrainingConfig], offline: bool, address: str | None, verbose: int | None) -> list[Run]:
+    """The members trained as Ray tasks, in parallel, and read back from their run folders."""
+    from digitlab.scaleout import finished_run, train_runs
+
+    if verbose != 0:
+        print(f"training {len(configs)} members as Ray tasks on {address or 'a local Ray'}", flush=True)
+
+    def report(index: int, folder: Path) -> None:
+        if verbose != 0:
+            print(f"ensemble member {index + 1}/{len(configs)} finished: {_member_text(configs[index])}", flush=True)
+
+    folders = train_runs(configs, offline, address, on_finished=report)
+    # The workers answer with absolute paths; the members' runs_dir is as the caller gave it.
+    return [finished_run(Path(config.runs_dir) / folder.name) for config, folder in zip(configs, folders)]
+
+
 def train_ensemble(
     members: int | None = None,
     recipe: str | Path | None = None,
@@ -233,6 +253,8 @@ def train_ensemble(
     config_file: str | Path | None = None,
     offline: bool = False,
     verbose: int | None = None,
+    ray: bool = False,
+    ray_address: str | None = None,
     **overrides: Any,
 ) -> EnsembleRun:
     """Train an ensemble of `members` models (default 3) and write its folder; returns the EnsembleRun.
@@ -251,6 +273,10 @@ def train_ensemble(
     The test data is only reported on. The folder, runs/<time>-ensemble-<recipe>/ (under
     `runs_dir`), holds ensemble.json, config.toml, metrics.json, the report and pictures of the
     ensemble, and members/<run>/ for each member; `digitlab.load_model(folder)` loads it.
+
+    With `ray` (or a `ray_address`), the members train in parallel as Ray tasks, one CPU each,
+    on a local Ray started for the purpose or on the cluster at `ray_address`; the folder is
+    the same. Ray is the optional extra `digitlab[ray]`.
 
     A bad option raises `digitlab.config.ConfigError` before anything is trained.
 
@@ -286,6 +312,10 @@ def train_ensemble(
     for config in configs:
         model_registry.describe(config.model)  # an unknown name fails now, before any training
 
+    if ray or ray_address:
+        from digitlab.scaleout import import_ray
+
+        import_ray()  # a missing extra is reported before anything is written
     folder = new_run_folder(dataclasses.replace(base, recipe=f"ensemble-{base.recipe}"))
     members_folder = folder / MEMBERS_FOLDER
     configs = [dataclasses.replace(config, runs_dir=str(members_folder)) for config in configs]
@@ -295,12 +325,14 @@ def train_ensemble(
     write_text(folder / "config.toml", to_toml(base.as_dict() | {"ensemble": ensemble_settings,
                                                                  "versions": library_versions()}), force=True)
     started = time.perf_counter()
-    runs = []
-    for number, config in enumerate(configs, start=1):
-        if verbose != 0:
-            print(f"ensemble member {number}/{count}: {config.model}, seed {config.seed}"
-                  f"{', bootstrap sample' if config.bootstrap else ''}", flush=True)
-        runs.append(train_config(config, offline=offline, verbose=verbose))
+    if ray or ray_address:
+        runs = _train_on_ray(configs, offline, ray_address, verbose)
+    else:
+        runs = []
+        for number, config in enumerate(configs, start=1):
+            if verbose != 0:
+                print(f"ensemble member {number}/{count}: {_member_text(config)}", flush=True)
+            runs.append(train_config(config, offline=offline, verbose=verbose))
     training_seconds = time.perf_counter() - started
 
     # The members' validation split and test data: the same for all (one split seed).

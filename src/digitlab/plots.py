@@ -287,3 +287,25 @@ def model_diagram(model) -> Figure:
             axis.annotate("", xy=(0.5, row - 0.33), xytext=(0.5, row - 0.67),
                           arrowprops={"arrowstyle": "->", "color": "#4a6d8c"})
     return figure
+
+
+def sweep_curves(histories: dict[str, pandas.DataFrame], metric: str, best: str) -> Figure:
+    """A sweep's trials: `metric` per epoch for each trial (`histories` by trial name), the
+    `best` trial drawn bold; a trial stopped early ends where it stopped."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure = InlineFigure(figsize=(7.5, 4.4), layout="constrained")
+    axis = figure.subplots()
+    for name, history in histories.items():
+        if metric not in history or len(history) == 0:
+            continue
+        is_best = name == best
+        axis.plot(history["epoch"], history[metric], marker="o", markersize=3,
+                  linewidth=2.6 if is_best else 1.0, alpha=1.0 if is_best else 0.6,
+                  color="tab:red" if is_best else None, label=f"{name} (best)" if is_best else name)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(metric)
+    axis.set_title(f"{metric} of each trial")
+    axis.legend(fontsize=7, ncol=2 if len(histories) > 8 else 1)
+    return figure

@@ -49,9 +49,9 @@ def _checked_probabilities(probabilities: np.ndarray, count: int) -> np.ndarray:
 
 
 def write_predictions(
-    path: str | Path, dataset: Dataset, probabilities: np.ndarray, force: bool = False
+    path: str | Path, dataset: Dataset, probabilities: np.ndarray, force: bool = False, first_id: int = 0
 ) -> Path:
-    """Write `id,label,p0,...,p9`: one row per image of `dataset`, ids from 0.
+    """Write `id,label,p0,...,p9`: one row per image of `dataset`, ids from `first_id` (0).
 
     `label` is the predicted digit (the most probable one); probabilities have 6 decimals.
     Refuses to replace an existing file unless `force`.
@@ -59,7 +59,7 @@ def write_predictions(
     probabilities = _checked_probabilities(probabilities, len(dataset))
     check_new(path, force)
     table = np.column_stack(
-        [np.arange(len(dataset)), probabilities.argmax(axis=1), probabilities.astype(np.float64)]
+        [np.arange(first_id, first_id + len(dataset)), probabilities.argmax(axis=1), probabilities.astype(np.float64)]
     )
     buffer = io.BytesIO()
     np.savetxt(

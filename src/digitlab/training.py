@@ -17,9 +17,10 @@ import numpy as np
 from digitlab import backend, checkpoints, plots
 from digitlab.config import ConfigError, TrainingConfig, apply, read_toml, to_toml
 from digitlab.dataset import Dataset
+from digitlab.distribute import strategy_scope
 from digitlab.classifier_methods import ClassifierMethods
 from digitlab.errors import DigitlabError
-from digitlab.outputs import write_text
+from digitlab.outputs import write_file, write_text
 
 if TYPE_CHECKING:
     import pandas
@@ -338,15 +339,16 @@ def _train(
     splits = prepare_data(config, offline=offline)
     if config.model_file:
         models.load_user_models(config.model_file)
-    model = models.create(config.model, **config.model_options)
     one_hot = config.label_smoothing > 0
     steps = config.steps_per_epoch or pipeline.steps_per_epoch(splits.train, config.batch_size)
-    model.compile(
-        optimizer=schedules.optimizer(config, steps * config.epochs),
-        loss=(keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-              if one_hot else keras.losses.SparseCategoricalCrossentropy()),
-        metrics=["accuracy"],
-    )
+    with strategy_scope(config.distribute):  # built and compiled on every device when distributed
+        model = models.create(config.model, **config.model_options)
+        model.compile(
+            optimizer=schedules.optimizer(config, steps * config.epochs),
+            loss=(keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+                  if one_hot else keras.losses.SparseCategoricalCrossentropy()),
+            metrics=["accuracy"],
+        )
     if splits.validation is None and (config.schedule == "plateau" or config.early_stopping_patience):
         raise ConfigError("the plateau schedule and early stopping need validation data (validation = 0 was given)")
     first_epoch = 0
@@ -399,7 +401,7 @@ def _train(
         best = checkpoints.load(checkpoints.path(folder, "best"))
         for variable, value in zip(model.variables, best.model_variables):
             variable.assign(value)
-    model.save(folder / "model.keras")
+    write_file(folder / "model.keras", model.save, force=True)
 
     history = history_log.frame
     metrics: dict[str, Any] = {

@@ -112,13 +112,13 @@ def _visible_entries(folder: Path) -> list[Path]:
         raise DataError(folder, f"cannot list the folder: {error.strerror or error}") from None
 
 
-def read_folder(folder: str | Path, name: str | None = None) -> Dataset:
-    """A labelled folder (subfolders 0..9) or a flat folder of images."""
+def ordered_files(folder: str | Path) -> tuple[list[Path], np.ndarray | None]:
+    """The image files of a labelled folder (subfolders 0..9) or a flat folder, in the order
+    `read_folder` reads them, with their labels (None for a flat folder)."""
     folder = Path(folder)
     entries = _visible_entries(folder)
     subfolders = [entry for entry in entries if entry.is_dir()]
     images = [entry for entry in entries if entry.is_file() and is_image_file(entry)]
-    name = name or folder.name
     if subfolders:
         not_digits = [entry.name for entry in subfolders if not _DIGIT_FOLDER.match(entry.name)]
         if not_digits:
@@ -138,13 +138,23 @@ def read_folder(folder: str | Path, name: str | None = None) -> Dataset:
         if not labelled:
             raise DataError(folder, "no images in the label folders 0..9")
         labelled.sort(key=lambda item: (_order_key(item[0]), item[1]))
-        paths = [path for path, _ in labelled]
-        labels = np.array([label for _, label in labelled], dtype=np.int64)
-        return Dataset(_read_many(paths), labels, name=name, origin=str(folder))
+        return [path for path, _ in labelled], np.array([label for _, label in labelled], dtype=np.int64)
     if not images:
         raise DataError(folder, f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no label folders 0..9")
     images.sort(key=_order_key)
-    return Dataset(_read_many(images), None, name=name, origin=str(folder))
+    return images, None
+
+
+def read_images(paths: list[Path]) -> np.ndarray:
+    """The image files `paths` as uint8 (N, 28, 28), in order, read a few at a time."""
+    return _read_many(paths)
+
+
+def read_folder(folder: str | Path, name: str | None = None) -> Dataset:
+    """A labelled folder (subfolders 0..9) or a flat folder of images."""
+    folder = Path(folder)
+    paths, labels = ordered_files(folder)
+    return Dataset(_read_many(paths), labels, name=name or folder.name, origin=str(folder))
 
 
 def read_file(path: str | Path) -> Dataset:
