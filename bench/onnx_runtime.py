@@ -1,6 +1,6 @@
 """Keras (TensorFlow) against ONNX Runtime for prediction: one image, and 10,000 at once.
 
-Run: python bench/onnx_runtime.py [--models simple-convnet three-conv-batchnorm] [--repeats 3]
+Run: python bench/onnx_runtime.py [--models fast-convnet simple-convnet three-conv-batchnorm] [--repeats 3]
 Each model is built untrained (speed does not depend on the weights), saved as .keras, exported
 with `digitlab.export.export_onnx`, and both files are loaded through `digitlab.modelio`, so
 the figures are those of `input_adapter` for each runtime, batching included. The batch is the
@@ -67,7 +67,7 @@ def compare(name: str, folder: Path, images: np.ndarray, repeats: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", nargs="+", default=["simple-convnet", "three-conv-batchnorm"])
+    parser.add_argument("--models", nargs="+", default=["fast-convnet", "simple-convnet", "three-conv-batchnorm"])
     parser.add_argument("--repeats", type=int, default=3, help="batch runs per runtime; the best is shown")
     arguments = parser.parse_args()
     images, description = test_images()
@@ -82,6 +82,9 @@ def main() -> None:
                 keras_time, onnx_time = figures[f"keras_{case}"], figures[f"onnx_{case}"]
                 print(f"{name:22} {label:14} {keras_time * factor:7.2f} {unit:2} {onnx_time * factor:10.2f} {unit:2}"
                       f" {keras_time / onnx_time:12.1f}x")
+            batch = len(images)
+            print(f"{name:22} {'images/s':14} {batch / figures['keras_batch']:10,.0f} "
+                  f"{batch / figures['onnx_batch']:13,.0f}")
 
 
 if __name__ == "__main__":

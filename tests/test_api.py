@@ -56,7 +56,7 @@ def test_train_options_reach_the_config(monkeypatch, data_npz, tmp_path):
     digitlab.train(data=data_npz, epochs=2, augmentation={"rotation": 10, "zoom": 0.1},
                    runs_dir=tmp_path)
     config = captured["config"]
-    assert (config.recipe, config.model) == ("keras-example", "simple-convnet")  # the CLI's default
+    assert (config.recipe, config.model) == ("fast", "fast-convnet")  # the CLI's default
     assert (config.data, config.epochs, config.runs_dir) == (str(data_npz), 2, str(tmp_path))
     assert (config.augmentation.rotation, config.augmentation.zoom) == (10.0, 0.1)
 
@@ -76,7 +76,7 @@ def test_train_returns_a_run_with_its_folder(run):
     assert isinstance(run, digitlab.Run)
     assert len(run.history) == 1 and "val_accuracy" in run.history
     assert (run.path / "model.keras").is_file() and (run.path / "report.html").is_file()
-    assert run.config.model == "tiny-convnet" and run.config.recipe == "keras-example"
+    assert run.config.model == "tiny-convnet" and run.config.recipe == "fast"
     assert run.metrics["test_accuracy"] == pytest.approx(run.evaluate().accuracy, abs=1e-6)
 
 

@@ -28,7 +28,7 @@ def test_train_command_writes_a_run_folder(tmp_path, run_cli):
                      "--batch-size", "50", "--validation", "40", "--runs-dir", tmp_path / "runs")
     assert result.code == 0, result.err
     (run,) = (tmp_path / "runs").iterdir()
-    assert run.name.endswith("-keras-example")
+    assert run.name.endswith("-fast")  # the default recipe
     assert (run / "model.keras").is_file() and (run / "report.html").is_file()
     assert "validation accuracy" in result.out
 

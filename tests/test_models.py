@@ -12,7 +12,7 @@ import pytest
 
 from digitlab import models
 from digitlab.errors import DigitlabError
-from digitlab.layers import LocallyConnected2D
+from digitlab.layers import FusedBatchNormalization, LocallyConnected2D
 
 # (all parameters, trainable parameters) of each built-in model with default options.
 STATED_PARAMETER_COUNTS = {
@@ -23,6 +23,7 @@ STATED_PARAMETER_COUNTS = {
     "five-conv-batchnorm": (1_022_858, 1_021_706),  # as the original notebook's summary states
     "simple-convnet": (34_826, 34_826),  # as the Keras example states
     "gap-convnet": (70_746, 70_330),
+    "fast-convnet": (154_458, 154_106),
 }
 
 USER_MODEL_FILE = '''
@@ -326,6 +327,38 @@ def test_locally_connected_model_saves_and_loads(tmp_path) -> None:
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert any(isinstance(layer, LocallyConnected2D) for layer in loaded.layers)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(images, training=False)),
+        keras.ops.convert_to_numpy(model(images, training=False)),
+    )
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 5, 3), (16, 7)])
+def test_fused_batch_normalization_trains_and_predicts_as_batch_normalization(shape) -> None:
+    random = np.random.default_rng(0)
+    plain = keras.layers.BatchNormalization(momentum=0.9)
+    fused = FusedBatchNormalization(momentum=0.9)
+    for layer in (plain, fused):
+        layer.build(shape)
+        layer.set_weights([random.normal(size=shape[-1:]).astype("float32") for _ in range(4)][:2]
+                          + [np.zeros(shape[-1], "float32"), np.ones(shape[-1], "float32")])
+    for step in range(3):
+        batch = (random.normal(size=shape) * 3 + step).astype("float32")
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(fused(batch, training=True)),
+                                   keras.ops.convert_to_numpy(plain(batch, training=True)), atol=1e-5)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fused(batch, training=False)),
+                                  keras.ops.convert_to_numpy(plain(batch, training=False)))
+
+
+def test_fast_convnet_saves_and_loads_with_its_fused_batch_normalization(tmp_path) -> None:
+    model = models.create("fast-convnet")
+    images, _ = pattern_images(8)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert sum(isinstance(layer, FusedBatchNormalization) for layer in loaded.layers) == 3
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(images, training=False)),
         keras.ops.convert_to_numpy(model(images, training=False)),

@@ -444,3 +444,27 @@ def test_image_folders_prepare_photos_and_refuse_blank_ones(tmp_path, originals)
     dark_on_light = 255 - originals[1]
     Image.fromarray(dark_on_light).save(tmp_path / "as-is.png")
     assert np.array_equal(read_image(tmp_path / "as-is.png"), dark_on_light)  # 28x28 grey: as it is
+
+
+def test_an_mnist_digit_is_read_as_it_is(originals):
+    digit = originals[3]
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, "PNG")
+    prepared = prepare(buffer.getvalue())
+    assert len(prepared.digits) == 1 and np.array_equal(prepared.digits[0], digit)
+    assert prepared.boxes[0].as_tuple() == (0, 0, 28, 28)
+
+
+@pytest.mark.parametrize("change", ["ink at the edge", "dark ink on white"])
+def test_a_28x28_image_not_in_mnist_form_is_prepared(originals, change):
+    digit = originals[3].copy()
+    if change == "ink at the edge":
+        digit[:, 26:] = 0
+        digit[10:18, 27] = 255  # a stroke running off the right edge
+        image = Image.fromarray(digit)
+    else:
+        image = Image.fromarray(255 - digit)
+    prepared = prepare(image)
+    assert len(prepared.digits) == 1
+    assert not np.array_equal(prepared.digits[0], digit)
+    assert prepared.digits[0].max() == 255 and prepared.digits[0][0].max() == 0

@@ -104,6 +104,46 @@ def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, ex
     assert np.array_equal(load_model(run.path).predict(images, verbose=0), run.model.predict(images, verbose=0))
 
 
+def test_steps_per_execution_rounds_each_epoch_up_to_whole_executions(learnable_npz, tmp_path):
+    from digitlab.backend import keras
+    from digitlab.training import train
+
+    class StepCounter(keras().callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.last_step_of_epoch = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.last_step_of_epoch.append(None)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last_step_of_epoch[-1] = batch
+
+    counter = StepCounter()
+    # 240 training images in batches of 32 are 8 steps; executions of 3 steps make an epoch 9.
+    run = train(small(learnable_npz, tmp_path, steps_per_execution=3), verbose=0, callbacks=[counter])
+    assert counter.last_step_of_epoch == [8, 8]
+    assert list(run.history["epoch"]) == [1, 2]
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "steps_per_execution must be a positive number, got 0"),
+    (2.5, "steps_per_execution must be a whole number, got 2.5"),
+])
+def test_steps_per_execution_must_be_a_positive_whole_number(value, message):
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        TrainingConfig(steps_per_execution=value).validate()
+
+
+@pytest.mark.mnist
+def test_the_default_recipe_reaches_99_percent_on_mnist_in_two_epochs(mnist_folder, tmp_path):
+    from digitlab.api import train
+
+    run = train(data=str(mnist_folder), runs_dir=str(tmp_path), verbose=0)
+    assert (run.config.recipe, len(run.history)) == ("fast", 2)
+    assert run.metrics["test_accuracy"] >= 0.99, run.metrics
+
+
 @pytest.mark.mnist
 def test_one_epoch_on_5000_mnist_images_reaches_90_percent(mnist_folder, tmp_path):
     from digitlab.training import train

@@ -245,7 +245,7 @@ def _validation_value(text: str | None) -> float | int | str | None:
         return text
 
 
-RecipeOption = Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (see `digitlab recipes list`).")]
+RecipeOption = Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (default fast; see `digitlab recipes list`).")]
 ConfigFileOption = Annotated[Optional[Path], typer.Option("--config", help="TOML file of options; overrides the recipe.")]
 DataOption = Annotated[Optional[str], typer.Option(help="Training data source (default mnist).")]
 ValidationOption = Annotated[Optional[str], typer.Option(help="Validation fraction (0.1), count (5000) or source.")]

@@ -14,6 +14,7 @@ from digitlab.errors import DigitlabError
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "exponential", "plateau", "cosine", "one-cycle")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+DEFAULT_RECIPE = "fast"  # what `digitlab train` trains when given no recipe
 
 
 class ConfigError(DigitlabError, ValueError):
@@ -50,6 +51,7 @@ class TrainingConfig:
     model_file: str | None = None  # a Python file that registers more models
     epochs: int = 15
     steps_per_epoch: int | None = None  # default: one pass over the training data
+    steps_per_execution: int = 1  # training steps per call into TensorFlow; epochs round up to whole calls
     batch_size: int = 128
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -91,6 +93,9 @@ class TrainingConfig:
         _positive("learning_rate", self.learning_rate)
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
+        if isinstance(self.steps_per_execution, bool) or not isinstance(self.steps_per_execution, int):
+            raise ConfigError(f"steps_per_execution must be a whole number, got {self.steps_per_execution!r}")
+        _positive("steps_per_execution", self.steps_per_execution)
         if isinstance(self.validation, float) and not 0.0 <= self.validation < 1.0:
             raise ConfigError(f"validation fraction must be in [0, 1), got {self.validation}")
         if isinstance(self.validation, int) and not isinstance(self.validation, bool) and self.validation < 0:

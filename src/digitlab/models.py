@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from digitlab.backend import keras as _started_keras
 from digitlab.errors import DigitlabError
-from digitlab.layers import LocallyConnected2D
+from digitlab.layers import FusedBatchNormalization, LocallyConnected2D
 
 keras = _started_keras()
 layers = keras.layers
@@ -291,11 +291,15 @@ def _conv_pair_block(x: keras.KerasTensor, filters: int, kernel_size: int, dropo
 
 
 def _conv_batchnorm_relu(
-    x: keras.KerasTensor, filters: int, kernel_size: int = 3, strides: int = 1
+    x: keras.KerasTensor, filters: int, kernel_size: int = 3, strides: int = 1, momentum: float = 0.99
 ) -> keras.KerasTensor:
-    """'same' Conv2D without bias > BatchNorm > ReLU (the modern order)."""
+    """'same' Conv2D without bias > BatchNorm > ReLU (the modern order).
+
+    `momentum` is that of BatchNorm's moving statistics: 0.99 needs several hundred steps to
+    forget the random start, so models trained for a few hundred steps use 0.9.
+    """
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = FusedBatchNormalization(momentum=momentum)(x)
     return layers.ReLU()(x)
 
 
@@ -441,3 +445,25 @@ def strided_convnet(width: int = 24) -> keras.Model:
         x = _conv_batchnorm_relu(x, filters, kernel_size, strides)
     x = layers.GlobalAveragePooling2D()(x)
     return _classifier_model(inputs, x, "strided-convnet")
+
+
+@register_model(
+    "fast-convnet",
+    "Made for seconds of training on a CPU: crop to 24x24 > Conv 5x5/2 > BN > ReLU (16) > "
+    "Conv 3x3/2 > BN > ReLU (32) > Flatten > Dense128 > BN > ReLU > Dense10",
+)
+def fast_convnet(width: int = 16, hidden_units: int = 128) -> keras.Model:
+    """Two strided convolutions and a dense layer: under 0.5M multiply-adds per digit.
+
+    MNIST centres each digit's 20x20 box in the 28x28 frame: the 2-pixel border it crops holds 0.24%
+    of the training set's ink, and every layer after it costs 27% less.
+    """
+    inputs, x = _digit_input()
+    x = layers.Cropping2D(2, name="crop_border")(x)
+    x = _conv_batchnorm_relu(x, width, kernel_size=5, strides=2, momentum=0.9)
+    x = _conv_batchnorm_relu(x, 2 * width, kernel_size=3, strides=2, momentum=0.9)
+    x = layers.Flatten()(x)
+    x = layers.Dense(hidden_units, use_bias=False)(x)
+    x = FusedBatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    return _classifier_model(inputs, x, "fast-convnet")

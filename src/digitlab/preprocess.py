@@ -51,6 +51,7 @@ MAX_PIXELS = 40_000_000
 """Images with more pixels are refused (a decompression bomb, or no photo of a digit)."""
 
 DIGIT_BOX = 20  # MNIST fitted each digit's longer side into 20 pixels...
+MNIST_MARGIN = 2  # an MNIST-ready image has no ink this near its edge (88% of MNIST's digits)
 CENTRE = IMAGE_SIDE / 2  # ...and put its centre of mass here (pixel centres at 0, 1, ..., 27)
 WORK_SIDE = 1024  # larger images are reduced to about this before the ink is looked for
 
@@ -900,6 +901,24 @@ def to_mnist(ink_crop: np.ndarray) -> np.ndarray:
     return np.round(result * 255).astype(np.uint8)
 
 
+def _already_mnist(image: Image.Image) -> np.ndarray | None:
+    """The pixels of an image that is an MNIST digit already, else None.
+
+    That is 28x28 grey, white ink on a black background with nothing within MNIST_MARGIN pixels
+    of the edge: the dataset's own digits, and drawings exported the way it stores them. They
+    are read as they are, as `digitlab predict` reads them from a dataset; preparing them again
+    would only blur them.
+    """
+    if image.mode != "L" or image.size != (IMAGE_SIDE, IMAGE_SIDE):
+        return None
+    pixels = np.asarray(image)
+    inside = pixels[MNIST_MARGIN:-MNIST_MARGIN, MNIST_MARGIN:-MNIST_MARGIN]
+    background = np.count_nonzero(pixels == 0)
+    if inside.max() == 0 or background < pixels.size // 2 or np.count_nonzero(pixels) != np.count_nonzero(inside):
+        return None
+    return pixels.copy()
+
+
 def prepare(source: ImageSource, multi_digit: bool = True) -> Prepared:
     """An image file, its bytes or a PIL image as MNIST-style digits, left to right.
 
@@ -909,6 +928,10 @@ def prepare(source: ImageSource, multi_digit: bool = True) -> Prepared:
     """
     image = open_image(source)
     size = image.size
+    ready = _already_mnist(image)
+    if ready is not None:
+        box = Box(0, 0, IMAGE_SIDE, IMAGE_SIDE)
+        return Prepared(_source_name(source), size, [ready], [box], ready.astype(np.float32) / 255)
     factor = max(1, math.ceil(max(size) / WORK_SIDE))
     working = image.reduce(factor) if factor > 1 else image
     ink = to_grey_ink(working)

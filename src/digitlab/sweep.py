@@ -2,7 +2,7 @@
 
 A sweep file is TOML:
 
-    recipe = "tiny-convnet"          # the base: a recipe name or .toml file (default keras-example)
+    recipe = "tiny-convnet"          # the base: a recipe name or .toml file (default fast)
     method = "random"                # "grid" (every combination; the default when all are lists)
     samples = 8                      # random only: how many trials
     seed = 0                         # random only: the draw of the trials
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from digitlab.config import ConfigError, TrainingConfig, apply, read_toml, resolve, to_toml
+from digitlab.config import DEFAULT_RECIPE, ConfigError, TrainingConfig, apply, read_toml, resolve, to_toml
 
 __all__ = ["Range", "Sweep", "SweepResult", "read_sweep", "run_sweep"]
 
@@ -216,7 +216,7 @@ def read_sweep(path: str | Path, runs_dir: str | None = None) -> Sweep:
     for name in content:
         if name not in SWEEP_KEYS:
             raise _unknown(path, "", name, SWEEP_KEYS)
-    recipe = content.get("recipe", "keras-example")
+    recipe = content.get("recipe", DEFAULT_RECIPE)
     if not isinstance(recipe, str):
         raise ConfigError(f"{path}: recipe must be a recipe name or .toml file, got {recipe!r}")
     fixed = content.get("fixed", {})

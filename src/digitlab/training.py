@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import platform
 import sys
 import time
@@ -341,6 +342,8 @@ def _train(
         models.load_user_models(config.model_file)
     one_hot = config.label_smoothing > 0
     steps = config.steps_per_epoch or pipeline.steps_per_epoch(splits.train, config.batch_size)
+    # Keras runs whole executions, so an epoch that is not a multiple would overrun it.
+    steps = math.ceil(steps / config.steps_per_execution) * config.steps_per_execution
     with strategy_scope(config.distribute):  # built and compiled on every device when distributed
         model = models.create(config.model, **config.model_options)
         model.compile(
@@ -348,6 +351,7 @@ def _train(
             loss=(keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
                   if one_hot else keras.losses.SparseCategoricalCrossentropy()),
             metrics=["accuracy"],
+            steps_per_execution=config.steps_per_execution,
         )
     if splits.validation is None and (config.schedule == "plateau" or config.early_stopping_patience):
         raise ConfigError("the plateau schedule and early stopping need validation data (validation = 0 was given)")
