@@ -104,6 +104,18 @@ def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, ex
     assert np.array_equal(load_model(run.path).predict(images, verbose=0), run.model.predict(images, verbose=0))
 
 
+@pytest.mark.parametrize("name", ["accurate", "fast", "keras-example", "three-conv-batchnorm", "four-conv-augmented"])
+def test_shipped_recipe_is_valid_and_builds_its_model(name):
+    from digitlab import models
+    from digitlab.config import recipe_names
+
+    assert name in recipe_names()
+    config = resolve(name)
+    config.validate()
+    model = models.create(config.model, **config.model_options)
+    assert model.output_shape == (None, 10)
+
+
 def test_steps_per_execution_rounds_each_epoch_up_to_whole_executions(learnable_npz, tmp_path):
     from digitlab.backend import keras
     from digitlab.training import train
