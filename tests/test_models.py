@@ -338,18 +338,19 @@ def test_fused_batch_normalization_trains_and_predicts_as_batch_normalization(sh
     random = np.random.default_rng(0)
     plain = keras.layers.BatchNormalization(momentum=0.9)
     fused = FusedBatchNormalization(momentum=0.9)
+    gamma, beta = random.normal(size=(2, shape[-1])).astype("float32")
     for layer in (plain, fused):
         layer.build(shape)
-        layer.set_weights([random.normal(size=shape[-1:]).astype("float32") for _ in range(4)][:2]
-                          + [np.zeros(shape[-1], "float32"), np.ones(shape[-1], "float32")])
+        layer.set_weights([gamma, beta, np.zeros(shape[-1], "float32"), np.ones(shape[-1], "float32")])
     for step in range(3):
         batch = (random.normal(size=shape) * 3 + step).astype("float32")
         np.testing.assert_allclose(keras.ops.convert_to_numpy(fused(batch, training=True)),
                                    keras.ops.convert_to_numpy(plain(batch, training=True)), atol=1e-5)
     np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=1e-6)
     np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=1e-5)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(fused(batch, training=False)),
-                                  keras.ops.convert_to_numpy(plain(batch, training=False)))
+    # Inference is BatchNormalization's own code; only the float rounding of the averages differs.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused(batch, training=False)),
+                               keras.ops.convert_to_numpy(plain(batch, training=False)), atol=1e-6)
 
 
 def test_fast_convnet_saves_and_loads_with_its_fused_batch_normalization(tmp_path) -> None:
