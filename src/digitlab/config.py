@@ -246,8 +246,12 @@ def _toml_value(value: Any) -> str:
 
 
 def recipe_summary(name: str) -> str:
-    """The first comment line of a shipped recipe: what it is."""
+    """The opening comment of a shipped recipe, up to its first blank comment line: what it is."""
     resource = resources.files("digitlab") / "recipes" / f"{name}.toml"
-    comments = [line.lstrip("# ").strip() for line in resource.read_text(encoding="utf-8").splitlines()
-                if line.startswith("#")]
+    comments = []
+    for line in resource.read_text(encoding="utf-8").splitlines():
+        text = line.lstrip("# ").strip()
+        if not line.startswith("#") or not text:
+            break
+        comments.append(text)
     return " ".join(comments)
