@@ -320,13 +320,17 @@ def test_locally_connected_takes_a_keras_2_config_and_weights() -> None:
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(inputs)), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_locally_connected_model_saves_and_loads(tmp_path) -> None:
-    model = models.create("locally-connected")
+@pytest.mark.parametrize("name, layer_class, count", [
+    ("locally-connected", LocallyConnected2D, 1),
+    ("fast-convnet", FusedBatchNormalization, 3),
+])
+def test_model_with_digitlab_layers_saves_and_loads(tmp_path, name, layer_class, count) -> None:
+    model = models.create(name)
     images, _ = pattern_images(8)
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    assert any(isinstance(layer, LocallyConnected2D) for layer in loaded.layers)
+    assert sum(isinstance(layer, layer_class) for layer in loaded.layers) == count
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(images, training=False)),
         keras.ops.convert_to_numpy(model(images, training=False)),
@@ -351,16 +355,3 @@ def test_fused_batch_normalization_trains_and_predicts_as_batch_normalization(sh
     # Inference is BatchNormalization's own code; only the float rounding of the averages differs.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(fused(batch, training=False)),
                                keras.ops.convert_to_numpy(plain(batch, training=False)), atol=1e-6)
-
-
-def test_fast_convnet_saves_and_loads_with_its_fused_batch_normalization(tmp_path) -> None:
-    model = models.create("fast-convnet")
-    images, _ = pattern_images(8)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert sum(isinstance(layer, FusedBatchNormalization) for layer in loaded.layers) == 3
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(loaded(images, training=False)),
-        keras.ops.convert_to_numpy(model(images, training=False)),
-    )

@@ -891,14 +891,19 @@ def to_mnist(ink_crop: np.ndarray) -> np.ndarray:
     if peak <= 0:
         return result.astype(np.uint8)
     digit /= peak
-    weights = digit.astype(np.float64)
-    mass = weights.sum()
-    centre_row = float(weights.sum(axis=1) @ np.arange(digit.shape[0])) / mass
-    centre_column = float(weights.sum(axis=0) @ np.arange(digit.shape[1])) / mass
+    centre_row, centre_column = _centre_of_mass(digit)
     top = min(max(math.floor(CENTRE - centre_row + 0.5), 0), IMAGE_SIDE - digit.shape[0])
     left = min(max(math.floor(CENTRE - centre_column + 0.5), 0), IMAGE_SIDE - digit.shape[1])
     result[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
     return np.round(result * 255).astype(np.uint8)
+
+
+def _centre_of_mass(values: np.ndarray) -> tuple[float, float]:
+    """(row, column) of the centre of mass of non-negative `values`, pixel centres at 0, 1, ..."""
+    weights = values.astype(np.float64)
+    mass = weights.sum()
+    return (float(weights.sum(axis=1) @ np.arange(values.shape[0])) / mass,
+            float(weights.sum(axis=0) @ np.arange(values.shape[1])) / mass)
 
 
 def _already_mnist(image: Image.Image) -> np.ndarray | None:
@@ -914,15 +919,12 @@ def _already_mnist(image: Image.Image) -> np.ndarray | None:
         return None
     pixels = np.asarray(image)
     ink = pixels > 0
-    if not ink.any() or np.count_nonzero(ink) > pixels.size // 2:
+    bounds = _bounding(ink)
+    if bounds is None or np.count_nonzero(ink) > pixels.size // 2:
         return None
-    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if max(rows[-1] - rows[0], columns[-1] - columns[0]) + 1 > DIGIT_BOX:
+    if max(bounds[0].stop - bounds[0].start, bounds[1].stop - bounds[1].start) > DIGIT_BOX:
         return None
-    weights = pixels.astype(np.float64)
-    positions = np.arange(IMAGE_SIDE)
-    centre_row = weights.sum(axis=1) @ positions / weights.sum()
-    centre_column = weights.sum(axis=0) @ positions / weights.sum()
+    centre_row, centre_column = _centre_of_mass(pixels)
     if max(abs(centre_row - CENTRE), abs(centre_column - CENTRE)) > MNIST_CENTRING:
         return None
     return pixels.copy()

@@ -70,11 +70,11 @@ def connected(address: str | None = None) -> Iterator[ModuleType]:
 
 def _absolute_source(source: str | None) -> str | None:
     """A data source with its file part made absolute; names such as "mnist" stay as they are."""
-    from digitlab.sources import _split_part
+    from digitlab.sources import split_part
 
     if source is None:
         return None
-    text, part = _split_part(source)
+    text, part = split_part(source)
     path = Path(text).expanduser()
     if not path.exists():
         return source

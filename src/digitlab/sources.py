@@ -112,7 +112,7 @@ def _read_file(path: Path) -> dict[str, Dataset]:
     )
 
 
-def _split_part(source: str) -> tuple[str, str | None]:
+def split_part(source: str) -> tuple[str, str | None]:
     """'mnist:test' -> ('mnist', 'test'), unless the whole string is an existing path."""
     head, separator, tail = source.rpartition(":")
     if separator and head and re.fullmatch(r"\w+", tail) and not Path(source).exists():
@@ -126,7 +126,7 @@ def load_parts(source: str | Path, offline: bool = False) -> dict[str, Dataset]:
     A source is a dataset name ("mnist"), an IDX file or folder, a Keras-style .npz, a Kaggle
     train.csv / test.csv (or a folder holding them), an image folder or one image file.
     """
-    text, part = _split_part(str(source))
+    text, part = split_part(str(source))
     parts = _load_all(text, offline)
     if part is None:
         return parts
