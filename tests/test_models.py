@@ -24,6 +24,7 @@ STATED_PARAMETER_COUNTS = {
     "simple-convnet": (34_826, 34_826),  # as the Keras example states
     "gap-convnet": (70_746, 70_330),
     "fast-convnet": (154_458, 154_106),
+    "deep-convnet": (597_162, 596_330),
 }
 
 USER_MODEL_FILE = '''
@@ -355,3 +356,31 @@ def test_fused_batch_normalization_trains_and_predicts_as_batch_normalization(sh
     # Inference is BatchNormalization's own code; only the float rounding of the averages differs.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(fused(batch, training=False)),
                                keras.ops.convert_to_numpy(plain(batch, training=False)), atol=1e-6)
+
+
+def _training_op_types(layer, shape) -> set[str]:
+    """The TensorFlow op types of one training call of `layer`."""
+    import tensorflow as tf
+
+    traced = tf.function(lambda batch: layer(batch, training=True))
+    graph = traced.get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
+    return {operation.type for operation in graph.get_operations()}
+
+
+def test_fused_batch_normalization_in_bfloat16_keeps_float32_statistics() -> None:
+    random = np.random.default_rng(1)
+    plain = keras.layers.BatchNormalization(momentum=0.9, dtype="mixed_bfloat16")
+    fused = FusedBatchNormalization(momentum=0.9, dtype="mixed_bfloat16")
+    for layer in (plain, fused):
+        layer.build((8, 4, 4, 6))
+    batch = (random.normal(size=(8, 4, 4, 6)) * 2 + 1).astype("float32")
+    outputs = fused(batch, training=True)
+    assert keras.backend.standardize_dtype(outputs.dtype) == "bfloat16"
+    assert fused.moving_mean.dtype == "float32"
+    assert "FusedBatchNormV3" in _training_op_types(fused, batch.shape)
+    # bfloat16 holds about 3 significant digits.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")),
+                               keras.ops.convert_to_numpy(keras.ops.cast(plain(batch, training=True), "float32")),
+                               atol=0.05)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=2e-3)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(), rtol=1e-2)

@@ -40,6 +40,7 @@ def test_recipe_then_config_file_then_flags(tmp_path):
     ('[augmentation]\nshear = 0.2', r"unknown augmentation key 'shear'"),
     ('label_smoothing = 1.5', r"label_smoothing must be in \[0, 1\)"),
     ('epochs = ', r"mine.toml: not valid TOML"),
+    ('precision = "bfloat16"', r"precision = 'bfloat16' is not one of float32, mixed_bfloat16, mixed_float16"),
 ])
 def test_bad_configs_are_refused_with_the_reason(tmp_path, text, message):
     config_file = tmp_path / "mine.toml"
@@ -136,6 +137,20 @@ def test_steps_per_execution_rounds_each_epoch_up_to_whole_executions(learnable_
     run = train(small(learnable_npz, tmp_path, steps_per_execution=3), verbose=0, callbacks=[counter])
     assert counter.last_step_of_epoch == [8, 8]
     assert list(run.history["epoch"]) == [1, 2]
+
+
+def test_mixed_precision_trains_and_saves_a_float32_model(learnable_npz, tmp_path):
+    from digitlab.backend import keras
+    from digitlab.training import train
+
+    run = train(small(learnable_npz, tmp_path, model="fast-convnet", precision="mixed_bfloat16", epochs=4,
+                      learning_rate=0.01), verbose=0)
+    assert keras().config.dtype_policy().name == "float32"  # the policy in force before is back
+    loaded = keras().saving.load_model(run.path / "model.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    assert run.metrics["test_accuracy"] >= 0.9
+    images = np.load(learnable_npz)["x_test"][:50]
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), run.model.predict(images, verbose=0), atol=1e-6)
 
 
 @pytest.mark.parametrize("value, message", [

@@ -56,3 +56,16 @@ def keras() -> ModuleType:
         imported.ops.convert_to_numpy(imported.ops.zeros((1,)))  # starts the devices
     _keras = imported
     return imported
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Build layers under Keras' dtype policy `name` ("float32", "mixed_bfloat16", ...), then
+    put back the policy that was in force."""
+    keras_module = keras()
+    saved = keras_module.config.dtype_policy()
+    keras_module.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras_module.config.set_dtype_policy(saved)

@@ -292,6 +292,8 @@ def train_command(
     early_stopping: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without improvement.")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
     threads: ThreadsOption = None,
+    precision: Annotated[Optional[str], typer.Option(
+        help="float32, mixed_bfloat16 (CPUs with AMX or AVX512_BF16, recent GPUs) or mixed_float16.")] = None,
     train_limit: TrainLimitOption = None,
     tensorboard: Annotated[Optional[bool], typer.Option("--tensorboard", help="Also write TensorBoard logs.")] = None,
     runs_dir: Annotated[Optional[str], typer.Option(help="Where run folders go (default runs/).")] = None,
@@ -318,8 +320,8 @@ def train_command(
         "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
         "optimizer": optimizer, "learning_rate": learning_rate, "schedule": schedule,
         "label_smoothing": label_smoothing, "early_stopping_patience": early_stopping, "seed": seed,
-        "threads": threads, "train_limit": train_limit, "tensorboard": tensorboard, "runs_dir": runs_dir,
-        "deterministic": deterministic, "distribute": distribute,
+        "threads": threads, "precision": precision, "train_limit": train_limit, "tensorboard": tensorboard,
+        "runs_dir": runs_dir, "deterministic": deterministic, "distribute": distribute,
     }
     if augmentation:
         overrides["augmentation"] = augmentation

@@ -14,6 +14,7 @@ from digitlab.errors import DigitlabError
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "exponential", "plateau", "cosine", "one-cycle")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DEFAULT_RECIPE = "fast"  # what `digitlab train` trains when given no recipe
 
 
@@ -53,6 +54,9 @@ class TrainingConfig:
     steps_per_epoch: int | None = None  # default: one pass over the training data
     steps_per_execution: int = 1  # training steps per call into TensorFlow; epochs round up to whole calls
     batch_size: int = 128
+    # mixed_bfloat16: compute in bfloat16, keep the weights in float32 (CPUs with AMX or AVX512_BF16,
+    # recent GPUs); mixed_float16 for older GPUs. The saved model is float32 either way.
+    precision: str = "float32"
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9  # sgd only
@@ -81,6 +85,7 @@ class TrainingConfig:
         """Refuse values that would fail late or, worse, silently do nothing."""
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("precision", self.precision, PRECISIONS)
         for name in ("plateau_monitor", "early_stopping_monitor", "checkpoint_monitor"):
             value = getattr(self, name)
             if value not in METRICS:

@@ -467,3 +467,27 @@ def fast_convnet(width: int = 16, hidden_units: int = 128) -> keras.Model:
     x = FusedBatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     return _classifier_model(inputs, x, "fast-convnet")
+
+
+@register_model(
+    "deep-convnet",
+    "[Conv 3x3 > BN > ReLU] x2 > Conv 5x5/2 > BN > ReLU > Dropout .4, at 32 then 64 filters > "
+    "Conv 7x7 > BN > ReLU (128) > GlobalAveragePool > Dropout .4 > Dense10",
+)
+def deep_convnet(width: int = 32, dropout_rate: float = 0.4) -> keras.Model:
+    """Seven batch-normalised convolutions, 48M multiply-adds per digit: the last tenths of a point.
+
+    Two stages of two 3x3 convolutions and a strided 5x5 one (a learnt pooling) take 28 > 14 > 7;
+    a 7x7 convolution then sees the whole digit. Train it with mixed_bfloat16 precision on a CPU
+    with AMX, where it runs twice as fast as in float32.
+    """
+    inputs, x = _digit_input()
+    for filters in (width, 2 * width):
+        x = _conv_batchnorm_relu(x, filters)
+        x = _conv_batchnorm_relu(x, filters)
+        x = _conv_batchnorm_relu(x, filters, kernel_size=5, strides=2)
+        x = layers.Dropout(dropout_rate)(x)
+    x = _conv_batchnorm_relu(x, 4 * width, kernel_size=7)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    return _classifier_model(inputs, x, "deep-convnet")

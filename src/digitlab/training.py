@@ -322,6 +322,17 @@ def resume(
     return _train(config, folder, checkpoints.load(last), offline, verbose, callbacks)
 
 
+def _float32_copy(model, config: TrainingConfig):
+    """The trained model rebuilt in float32: mixed precision speeds training, while predictions,
+    ONNX export and serving want plain float32 layers (the weights are float32 already)."""
+    from digitlab import models
+
+    with backend.dtype_policy("float32"):
+        copy = models.create(config.model, **config.model_options)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def _train(
     config: TrainingConfig,
     folder: Path | None,
@@ -344,7 +355,8 @@ def _train(
     steps = config.steps_per_epoch or pipeline.steps_per_epoch(splits.train, config.batch_size)
     # Keras runs whole executions, so an epoch that is not a multiple would overrun it.
     steps = math.ceil(steps / config.steps_per_execution) * config.steps_per_execution
-    with strategy_scope(config.distribute):  # built and compiled on every device when distributed
+    # built and compiled on every device when distributed
+    with strategy_scope(config.distribute), backend.dtype_policy(config.precision):
         model = models.create(config.model, **config.model_options)
         model.compile(
             optimizer=schedules.optimizer(config, steps * config.epochs),
@@ -405,6 +417,8 @@ def _train(
         best = checkpoints.load(checkpoints.path(folder, "best"))
         for variable, value in zip(model.variables, best.model_variables):
             variable.assign(value)
+    if config.precision != "float32":
+        model = _float32_copy(model, config)
     write_file(folder / "model.keras", model.save, force=True)
 
     history = history_log.frame
