@@ -1,9 +1,10 @@
 """Training speed by precision: float32 against mixed bfloat16, with Keras' and digitlab's batch norm.
 
-Run: python bench/precision.py [--models deep-convnet fast-convnet] [--steps 40] [--batch-size 128]
-Each model is built under each setting and trained for `--steps` batches of generated digits with
-Adam after a warm-up of 10 batches (tracing and compiling), five steps per call into TensorFlow,
-as the recipes train. The settings:
+Run: python bench/precision.py [--models deep-convnet fast-convnet] [--steps 40] [--rounds 3]
+Each model is built under each setting and trained with Adam on generated MNIST-like digits, five
+steps per call into TensorFlow as the recipes train: a warm-up of 10 batches (tracing and
+compiling), then `--rounds` rounds of `--steps` batches, the settings taking turns; the figure is
+the median round. The settings:
   float32                          the baseline
   mixed_bfloat16                   bfloat16 compute, float32 weights, digitlab's FusedBatchNormalization
   mixed_bfloat16, Keras batch norm the same with Keras' own BatchNormalization in its place
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -44,30 +46,44 @@ def batch_normalization(fused: bool) -> Iterator[None]:
         models.FusedBatchNormalization = saved
 
 
-def images_per_second(name: str, precision: str, fused: bool, steps: int, batch_size: int) -> float:
+def compiled_model(name: str, precision: str, fused: bool):
     with dtype_policy(precision), batch_normalization(fused):
         model = models.create(name)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", steps_per_execution=STEPS_PER_EXECUTION)
-    generator = np.random.default_rng(0)
-    images = generator.integers(0, 256, size=((steps + WARMUP_STEPS) * batch_size, 28, 28), dtype=np.uint8)
-    labels = generator.integers(0, 10, size=len(images))
-    warmup = WARMUP_STEPS * batch_size
-    model.fit(images[:warmup], labels[:warmup], batch_size=batch_size, epochs=1, verbose=0)
+    return model
+
+
+def seconds_to_train(model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> float:
     start = time.perf_counter()
-    model.fit(images[warmup:], labels[warmup:], batch_size=batch_size, epochs=1, verbose=0)
-    return steps * batch_size / (time.perf_counter() - start)
+    model.fit(images, labels, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["deep-convnet", "fast-convnet"])
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps per setting (a multiple of 5)")
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps per round (a multiple of 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per setting, taken in turn")
     parser.add_argument("--batch-size", type=int, default=128)
     arguments = parser.parse_args()
+    generator = np.random.default_rng(0)
+    images = generator.integers(1, 256, size=(arguments.steps * arguments.batch_size, 28, 28), dtype=np.uint8)
+    images[generator.random(images.shape) < 0.8] = 0  # MNIST-like: four pixels in five are blank
+    labels = generator.integers(0, 10, size=len(images))
+    warmup = WARMUP_STEPS * arguments.batch_size
     for name in arguments.models:
-        baseline = None
+        built = {}
         for label, precision, fused in SETTINGS:
-            speed = images_per_second(name, precision, fused, arguments.steps, arguments.batch_size)
+            built[label] = compiled_model(name, precision, fused)
+            seconds_to_train(built[label], images[:warmup], labels[:warmup], arguments.batch_size)
+        # Rounds taken in turn, so that a slow spell of a shared machine falls on every setting.
+        seconds = {label: [] for label in built}
+        for _ in range(arguments.rounds):
+            for label, model in built.items():
+                seconds[label].append(seconds_to_train(model, images, labels, arguments.batch_size))
+        baseline = None
+        for label, times in seconds.items():
+            speed = len(images) / statistics.median(times)
             baseline = baseline or speed
             print(f"{name:14s} {label:34s} {speed:8,.0f} training images/s  {speed / baseline:4.2f}x float32",
                   flush=True)

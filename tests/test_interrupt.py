@@ -16,7 +16,8 @@ from conftest import make_learnable_digits
 from digitlab import checkpoints
 from digitlab.convert import convert
 
-EPOCHS, STEPS = 6, 200  # under a second an epoch for tiny-convnet
+# Under a second an epoch for tiny-convnet; enough epochs that a busy machine cannot finish first.
+EPOCHS, STEPS = 20, 200
 
 
 def digitlab_command() -> list[str]:
