@@ -24,6 +24,13 @@ def digitlab_command() -> list[str]:
     return [str(Path(sys.executable).parent / "digitlab")]
 
 
+def interrupts_as_from_a_terminal() -> None:
+    """Run in the child before digitlab starts: SIGINT unblocked and at its default, as a shell
+    leaves it, whatever threads of this test process (servers, Ray) did to their own mask."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes_the_run(tmp_path):
     data = convert({"train": make_learnable_digits(300), "test": make_learnable_digits(60, seed=1)},
                    tmp_path / "learnable.npz")
@@ -33,6 +40,7 @@ def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes_the_run(tmp_path):
         [*digitlab_command(), "train", "--model", "tiny-convnet", "--data", str(data), "--epochs", str(EPOCHS),
          "--steps-per-epoch", str(STEPS), "--batch-size", "32", "--validation", "0.2", "--runs-dir", str(runs)],
         env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interrupts_as_from_a_terminal,
     )
     try:
         deadline = time.monotonic() + 120
