@@ -98,8 +98,7 @@ class TrainingConfig:
         _positive("learning_rate", self.learning_rate)
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
-        if isinstance(self.steps_per_execution, bool) or not isinstance(self.steps_per_execution, int):
-            raise ConfigError(f"steps_per_execution must be a whole number, got {self.steps_per_execution!r}")
+        _whole_number("steps_per_execution", self.steps_per_execution)
         _positive("steps_per_execution", self.steps_per_execution)
         if isinstance(self.validation, float) and not 0.0 <= self.validation < 1.0:
             raise ConfigError(f"validation fraction must be in [0, 1), got {self.validation}")
@@ -109,8 +108,8 @@ class TrainingConfig:
             _positive("train_limit", self.train_limit)
         if self.threads is not None:
             _positive("threads", self.threads)
-        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int)):
-            raise ConfigError(f"split_seed must be a whole number, got {self.split_seed!r}")
+        if self.split_seed is not None:
+            _whole_number("split_seed", self.split_seed)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 < self.decay_rate <= 1.0:
@@ -130,6 +129,11 @@ class TrainingConfig:
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} = {value!r} is not one of {', '.join(allowed)}")
+
+
+def _whole_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
 
 
 def _positive(name: str, value: float) -> None:
