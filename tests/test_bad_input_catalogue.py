@@ -441,6 +441,15 @@ CONFIG_CASES = [
     ({"overrides": {"label_smoothing": 1.0}}, r"^label_smoothing must be in \[0, 1\), got 1.0$"),
     ({"overrides": {"augmentation": {"rotation": 200.0}}}, r"^augmentation.rotation must be in \[0, 180\), got 200.0$"),
     ({"overrides": {"optimizer": "adamm"}}, r"^optimizer = 'adamm' is not one of adam, adamw, rmsprop, sgd$"),
+    ({"overrides": {"early_stopping_patience": "5"}}, r"^option: early_stopping_patience must be int, got '5'$"),
+    ({"overrides": {"early_stopping_patience": -2}}, r"^early_stopping_patience must be a positive number, got -2$"),
+    ({"overrides": {"threads": 1.5}}, r"^option: threads must be int, got 1.5$"),
+    ({"overrides": {"test": 5}}, r"^option: test must be str, got 5$"),
+    ({"overrides": {"augmentation": {"rotation": "ten"}}}, r"^option: augmentation.rotation must be a number, got 'ten'$"),
+    ({"overrides": {"augmentation": {"zoom": True}}}, r"^option: augmentation.zoom must be a number, got True$"),
+    ({"config_file": "zero.toml"}, r"zero.toml: epochs must be a positive number, got 0$"),
+    ({"config_file": "folder.toml"}, r"folder.toml: cannot be read \(Is a directory\)$"),
+    ({"config_file": "utf16.toml"}, r"utf16.toml: not a UTF-8 text file \(byte 0\)$"),
 ]
 
 
@@ -449,6 +458,9 @@ def config_files(tmp_path):
     _write(tmp_path / "bogus.toml", "epochs = 2\nbogus = 1\n")
     _write(tmp_path / "augment.toml", "[augmentation]\nrotaton = 10\n")
     _write(tmp_path / "broken.toml", "epochs = = 2\n")
+    _write(tmp_path / "zero.toml", "epochs = 0\n")
+    (tmp_path / "folder.toml").mkdir()
+    (tmp_path / "utf16.toml").write_text("epochs = 2\n", encoding="utf-16")
     return tmp_path
 
 
@@ -477,11 +489,15 @@ TRAIN_FLAG_CASES = [
     (["--label-smoothing", "1.5"], r"error: label_smoothing must be in \[0, 1\), got 1.5$"),
     (["--rotation", "-5"], r"error: augmentation.rotation must be in \[0, 180\), got -5.0$"),
     (["--optimizer", "adamm"], r"error: optimizer = 'adamm' is not one of adam, adamw, rmsprop, sgd$"),
+    (["--early-stopping", "-2"], r"error: early_stopping_patience must be a positive number, got -2$"),
+    (["--validation", "unlabelled.csv"], r"error: validation data .*unlabelled.csv has no labels$"),
 ]
 
 
 @pytest.mark.parametrize("flags, message", TRAIN_FLAG_CASES, ids=[" ".join(case[0]) for case in TRAIN_FLAG_CASES])
 def test_cli_train_with_bad_flags_prints_one_line(run_cli, tmp_path, small_csv, flags, message):
+    kaggle_csv.write(tmp_path / "unlabelled.csv", make_digits(20, labelled=False))
+    flags = [str(tmp_path / flag) if flag == "unlabelled.csv" else flag for flag in flags]
     result = run_cli("train", "--data", small_csv, "--epochs", "1", "--runs-dir", tmp_path / "runs", *flags)
     assert_one_line_error(result, message)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -41,6 +41,16 @@ def test_show_writes_three_pngs_and_refuses_to_overwrite(kaggle_folder, run_cli,
     assert before == {path: path.read_bytes() for path in out.iterdir()}
 
 
+@pytest.mark.parametrize("suffix", [":train", "/:train"])
+def test_show_names_a_part_of_a_folder_inside_out(kaggle_folder, run_cli, tmp_path, suffix):
+    out = tmp_path / "pictures"
+    result = run_cli("data", "show", f"{kaggle_folder}{suffix}", "--out", out)
+    assert result.code == 0, result.err
+    assert sorted(path.name for path in out.iterdir()) == [
+        "kaggle-train-classes.png", "kaggle-train-image-0.png", "kaggle-train-samples.png"]
+    assert sorted(path.name for path in kaggle_folder.iterdir()) == ["test.csv", "train.csv"]
+
+
 def test_show_index_out_of_range(kaggle_folder, run_cli, tmp_path):
     result = run_cli("data", "show", kaggle_folder, "--out", tmp_path, "--index", 50)
     assert result.code == 1 and "--index 50 is outside 0..49" in result.err

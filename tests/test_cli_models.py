@@ -30,7 +30,19 @@ def test_train_command_writes_a_run_folder(tmp_path, run_cli):
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.endswith("-fast")  # the default recipe
     assert (run / "model.keras").is_file() and (run / "report.html").is_file()
-    assert "validation accuracy" in result.out
+    assert "validation accuracy" in result.out and f"report: {run / 'report.html'}" in result.out.replace("\n", "")
+
+
+def test_train_command_without_validation_or_test_data_says_there_is_no_report(tmp_path, run_cli):
+    data = convert({"train": make_learnable_digits(100)}, tmp_path / "train.csv")
+    result = run_cli("train", "--data", data, "--model", "tiny-convnet", "--epochs", "1",
+                     "--validation", "0", "--runs-dir", tmp_path / "runs")
+    assert result.code == 0, result.err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert not (run / "report.html").exists()
+    printed = " ".join(result.out.split())  # the console wraps long lines
+    assert "no validation or test data to measure accuracy on" in printed
+    assert "no report: it needs validation or test data" in printed and "report.html" not in printed
 
 
 def test_train_command_refuses_bad_options_in_one_line(run_cli):
@@ -155,3 +167,13 @@ def test_resume_of_a_finished_run_is_refused_in_one_line(trained_run, run_cli):
     result = run_cli("train", "--resume", run.path)
     assert result.code == 1
     assert result.err.strip().startswith("error: ") and "nothing to resume" in result.err
+
+
+def test_resume_refuses_other_options_instead_of_dropping_them(trained_run, run_cli):
+    run, _ = trained_run
+    before = (run.path / "config.toml").read_text()
+    result = run_cli("train", "--resume", run.path, "--epochs", "30", "--recipe", "accurate")
+    assert result.code == 1
+    assert result.err.strip() == ("error: a resumed run uses its own config.toml; "
+                                  "recipe, epochs cannot be given with resume")
+    assert (run.path / "config.toml").read_text() == before

@@ -117,9 +117,11 @@ def data_show(
 ) -> None:
     """Write PNGs: a labelled sample grid, the class distribution and one image by index."""
     from digitlab import plots
+    from digitlab.sources import split_part
 
     parts = _load_parts(source)
-    name = Path(source).name.replace(":", "-") if Path(source).exists() else source.replace(":", "-")
+    place, part = split_part(source)
+    name = "-".join(filter(None, (Path(place).name or place, part)))
     first = next(iter(parts.values()))
     if not -len(first) <= index < len(first):
         raise DigitlabError(f"--index {index} is outside 0..{len(first) - 1} of {first.name}")
@@ -266,7 +268,16 @@ RayAddressOption = Annotated[Optional[str], typer.Option("--ray-address", help="
 def _print_accuracies(path: Path, metrics: dict) -> None:
     figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in metrics.items()
                         if key.endswith("_accuracy") and isinstance(value, float))
+    figures = figures or "no validation or test data to measure accuracy on"
     console.print(f"[bold]{path}[/bold]: {figures}; {metrics['training_seconds']:.1f} s of training")
+
+
+def _print_report_line(path: Path) -> None:
+    report = path / "report.html"
+    if report.is_file():
+        console.print(f"report: {report}")
+    else:
+        console.print("no report: it needs validation or test data")
 
 
 @app.command("train")
@@ -326,12 +337,10 @@ def train_command(
     if augmentation:
         overrides["augmentation"] = augmentation
     _keras_quietly()
-    if resume is not None:
-        run = train(resume=resume, offline=_Settings.offline)
-    else:
-        run = train(recipe, config_file=config, offline=_Settings.offline, **overrides)
+    # With --resume any other option is refused by train(), rather than silently dropped.
+    run = train(recipe, config_file=config, offline=_Settings.offline, resume=resume, **overrides)
     _print_accuracies(run.path, run.metrics)
-    console.print(f"report: {run.path / 'report.html'}")
+    _print_report_line(run.path)
 
 
 @app.command("ensemble")
@@ -376,8 +385,9 @@ def ensemble_command(
     _print_accuracies(ensemble.path, ensemble.metrics)
     shown = "test" if "test_accuracy" in ensemble.metrics else "validation"
     each = ", ".join(f"{value:.2%}" for value in ensemble.metrics.get(f"member_{shown}_accuracy", []))
-    console.print(f"members' {shown} accuracy: {each}")
-    console.print(f"report: {ensemble.path / 'report.html'}")
+    if each:
+        console.print(f"members' {shown} accuracy: {each}")
+    _print_report_line(ensemble.path)
 
 
 @app.command("sweep")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -108,6 +109,8 @@ class TrainingConfig:
             _positive("train_limit", self.train_limit)
         if self.threads is not None:
             _positive("threads", self.threads)
+        if self.early_stopping_patience is not None:
+            _positive("early_stopping_patience", self.early_stopping_patience)
         if self.split_seed is not None:
             _whole_number("split_seed", self.split_seed)
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -143,6 +146,12 @@ def _positive(name: str, value: float) -> None:
 
 _FIELD_TYPES = {item.name: item for item in fields(TrainingConfig)}
 _AUGMENTATION_FIELDS = {item.name for item in fields(Augmentation)}
+# What a field whose default is None takes when it is set.
+_OPTIONAL_TYPES = {
+    name: next(kind for kind in typing.get_args(hint) if kind is not type(None))
+    for name, hint in typing.get_type_hints(TrainingConfig).items()
+    if getattr(TrainingConfig(), name) is None
+}
 
 
 def _checked_value(name: str, value: Any, origin: str) -> Any:
@@ -151,6 +160,11 @@ def _checked_value(name: str, value: Any, origin: str) -> Any:
             raise ConfigError(f"{origin}: validation must be a fraction, a count or a source, got {value!r}")
         return value
     default = getattr(TrainingConfig(), name)
+    if default is None:
+        expected_type = _OPTIONAL_TYPES[name]
+        if not isinstance(value, expected_type) or isinstance(value, bool):
+            raise ConfigError(f"{origin}: {name} must be {expected_type.__name__}, got {value!r}")
+        return value
     if isinstance(default, bool) and not isinstance(value, bool):
         raise ConfigError(f"{origin}: {name} must be true or false, got {value!r}")
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -174,6 +188,9 @@ def apply(config: TrainingConfig, settings: dict[str, Any], origin: str) -> Trai
                 raise ConfigError(
                     f"{origin}: unknown augmentation key {sorted(unknown)[0]!r}; known: {', '.join(sorted(_AUGMENTATION_FIELDS))}"
                 )
+            for key, item in value.items():
+                if isinstance(item, bool) or not isinstance(item, (int, float)):
+                    raise ConfigError(f"{origin}: augmentation.{key} must be a number, got {item!r}")
             merged = dataclasses.asdict(config.augmentation) | {key: float(item) for key, item in value.items()}
             updates[name] = Augmentation(**merged)
         elif name == "model_options":
@@ -196,6 +213,10 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
 
 
 def recipe_names() -> list[str]:
@@ -222,12 +243,21 @@ def resolve(
     if recipe is not None:
         settings = recipe_settings(recipe)
         settings.setdefault("recipe", Path(recipe).stem if recipe.endswith(".toml") else recipe)
-        config = apply(config, settings, f"recipe {recipe}")
+        config = _validated(apply(config, settings, f"recipe {recipe}"), f"recipe {recipe}")
     if config_file is not None:
-        config = apply(config, read_toml(Path(config_file)), str(config_file))
+        config = _validated(apply(config, read_toml(Path(config_file)), str(config_file)), str(config_file))
     if overrides:
         config = apply(config, {key: value for key, value in overrides.items() if value is not None}, "option")
     config.validate()
+    return config
+
+
+def _validated(config: TrainingConfig, origin: str) -> TrainingConfig:
+    """`config` once it passes `validate`; an error names `origin`, the layer that set the bad value."""
+    try:
+        config.validate()
+    except ConfigError as error:
+        raise ConfigError(f"{origin}: {error}") from None
     return config
 
 

@@ -100,6 +100,8 @@ def prepare_data(config: TrainingConfig, offline: bool = False) -> Splits:
         if isinstance(error, DigitlabError):
             raise
         raise ConfigError(f"{config.data}: {error}") from None
+    if validation is not None and not validation.is_labelled:
+        raise ConfigError(f"validation data {config.validation} has no labels")
     if config.bootstrap:
         drawn = np.sort(np.random.default_rng(config.seed).integers(0, len(train), size=len(train)))
         train = train.subset(drawn, f"{train.name}-bootstrap")
