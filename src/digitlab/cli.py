@@ -273,7 +273,9 @@ def _print_accuracies(path: Path, metrics: dict) -> None:
 
 
 def _print_report_line(path: Path) -> None:
-    report = path / "report.html"
+    from digitlab.report import REPORT_NAME
+
+    report = path / REPORT_NAME
     if report.is_file():
         console.print(f"report: {report}")
     else:

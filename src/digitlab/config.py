@@ -144,13 +144,14 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
+_DEFAULTS = TrainingConfig()
 _FIELD_TYPES = {item.name: item for item in fields(TrainingConfig)}
 _AUGMENTATION_FIELDS = {item.name for item in fields(Augmentation)}
 # What a field whose default is None takes when it is set.
 _OPTIONAL_TYPES = {
     name: next(kind for kind in typing.get_args(hint) if kind is not type(None))
     for name, hint in typing.get_type_hints(TrainingConfig).items()
-    if getattr(TrainingConfig(), name) is None
+    if getattr(_DEFAULTS, name) is None
 }
 
 
@@ -159,7 +160,7 @@ def _checked_value(name: str, value: Any, origin: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"{origin}: validation must be a fraction, a count or a source, got {value!r}")
         return value
-    default = getattr(TrainingConfig(), name)
+    default = getattr(_DEFAULTS, name)
     if default is None:
         expected_type = _OPTIONAL_TYPES[name]
         if not isinstance(value, expected_type) or isinstance(value, bool):
