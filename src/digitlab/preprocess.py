@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
+from scipy import ndimage
 
 from digitlab.dataset import IMAGE_SIDE
 from digitlab.errors import DataError
@@ -53,6 +54,8 @@ MAX_PIXELS = 40_000_000
 DIGIT_BOX = 20  # MNIST fitted each digit's longer side into 20 pixels...
 MNIST_CENTRING = 1.5  # pixels: MNIST's centres of mass are all within this of CENTRE
 CENTRE = IMAGE_SIDE / 2  # ...and put its centre of mass here (pixel centres at 0, 1, ..., 27)
+SMALL_SIDE = 32  # images narrower than this are crops or small scans: even lighting assumed
+PAPER_BINS = 32  # grey levels told apart when looking for a small image's paper
 WORK_SIDE = 1024  # larger images are reduced to about this before the ink is looked for
 
 # Ink must stand out from the paper by this share of the paper's brightness, and by this many
@@ -79,6 +82,12 @@ STACK_GAP = 0.3  # largest vertical gap between stacked pieces, as a share of th
 DIGIT_ASPECT = 0.8  # overlapping pieces together no wider than this share of their height are one digit
 FRAGMENT_HEIGHT = 0.5  # pieces lower than this share of the line height are fragments
 FRAGMENT_REACH = 0.3  # fragments this near a digit (share of line height) join it
+ONE_DIGIT_ASPECT = 1.0  # pieces together no wider than tall are one digit...
+DIGIT_GAP = 0.15  # ...unless full-height ones stand apart by this share of the height (an 11)
+LINE_SPAN = 0.9  # ruled lines run across this share of the image...
+LINE_OVERHANG = 0.1  # ...past the digits by this share of it at both ends...
+LINE_WIDTH = 0.75  # ...and no thicker than this share of the handwriting's strokes
+LINE_SHAPE = 3.0  # pieces this many times longer than wide are lines or dashes, not digits
 SINGLE_REACH = 0.3  # in single-digit mode, pieces this near the main digit (share of its size) join it
 
 
@@ -302,58 +311,26 @@ def open_image(source: ImageSource) -> Image.Image:
     return _flatten(image, source)
 
 
-# Small image operations in NumPy
+# Small image operations (scipy.ndimage)
 
 
 def _gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur with edges repeated (Pillow's blur does not take float images)."""
+    """Gaussian blur with edges repeated; below 0.3 pixels it would change nothing visible."""
     if sigma < 0.3:
         return values
-    radius = max(1, int(math.ceil(2.5 * sigma)))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2).astype(np.float32)
-    taps /= taps.sum()
-    padded = np.pad(values, radius, mode="edge")
-    height, width = values.shape
-    across = taps[0] * padded[:, 0:width]
-    for offset in range(1, len(taps)):
-        across += taps[offset] * padded[:, offset : offset + width]
-    result = taps[0] * across[0:height]
-    for offset in range(1, len(taps)):
-        result += taps[offset] * across[offset : offset + height]
-    return result
+    return ndimage.gaussian_filter(values, sigma, mode="nearest", truncate=2.5)
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation by a (2 * radius + 1) square, separably."""
+    """Binary dilation by a (2 * radius + 1) square."""
     if radius <= 0:
         return mask.copy()
-    result = mask.copy()
-    for axis in (0, 1):
-        grown = result.copy()
-        length = result.shape[axis]
-        for shift in range(1, min(radius, length - 1) + 1):
-            ahead = [slice(None), slice(None)]
-            behind = [slice(None), slice(None)]
-            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
-            grown[tuple(ahead)] |= result[tuple(behind)]
-            grown[tuple(behind)] |= result[tuple(ahead)]
-        result = grown
-    return result
+    return ndimage.maximum_filter(mask, size=2 * radius + 1, mode="constant", cval=False)
 
 
 def _grey_dilate(values: np.ndarray, radius: int) -> np.ndarray:
-    """Grey-level dilation (a max filter) by a (2 * radius + 1) square, separably."""
-    result = values
-    for axis in (0, 1):
-        grown = result.copy()
-        for shift in range(1, radius + 1):
-            ahead = [slice(None), slice(None)]
-            behind = [slice(None), slice(None)]
-            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
-            np.maximum(grown[tuple(ahead)], result[tuple(behind)], out=grown[tuple(ahead)])
-            np.maximum(grown[tuple(behind)], result[tuple(ahead)], out=grown[tuple(behind)])
-        result = grown
-    return result
+    """Grey-level dilation (a max filter) by a (2 * radius + 1) square."""
+    return ndimage.maximum_filter(values, size=2 * radius + 1, mode="nearest")
 
 
 def _resize(
@@ -387,65 +364,16 @@ class _Components:
     rights: np.ndarray
 
 
-def _union_roots(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """For `count` nodes joined by edges first[i]--second[i]: each node's smallest connected node."""
-    roots = np.arange(count)
-    while True:
-        lower = np.minimum(roots[first], roots[second])
-        hooked = roots.copy()
-        np.minimum.at(hooked, roots[first], lower)
-        np.minimum.at(hooked, roots[second], lower)
-        while True:  # point every node at its root
-            jumped = hooked[hooked]
-            if np.array_equal(jumped, hooked):
-                break
-            hooked = jumped
-        if np.array_equal(hooked, roots):
-            return roots
-        roots = hooked
-
-
 def _components(mask: np.ndarray) -> _Components:
-    """Label the 8-connected components of a boolean mask, by runs of ink along each row."""
-    height, width = mask.shape
-    padded = np.zeros((height, width + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    change = np.diff(padded, axis=1)
-    rows, starts = np.nonzero(change == 1)
-    _, ends = np.nonzero(change == -1)  # exclusive; runs come out in the same row-major order
-    run_count = len(rows)
-    empty = np.zeros(0, dtype=np.int64)
-    if run_count == 0:
-        return _Components(np.zeros(mask.shape, np.int32), 0, empty, empty, empty, empty, empty)
-    stride = width + 2
-    start_keys = rows * stride + starts
-    end_keys = rows * stride + ends
-    # A run touches (8-connected) the runs of the next row that start at or before its end and
-    # end at or after its start; those form one range of consecutive runs.
-    first_below = np.searchsorted(end_keys, (rows + 1) * stride + starts, side="left")
-    after_below = np.searchsorted(start_keys, (rows + 1) * stride + ends, side="right")
-    counts = np.maximum(after_below - first_below, 0)
-    upper = np.repeat(np.arange(run_count), counts)
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    lower = np.repeat(first_below, counts) + offsets
-    roots = _union_roots(run_count, upper, lower)
-    _, component = np.unique(roots, return_inverse=True)
-    count = int(component.max()) + 1
-    lengths = ends - starts
-    run_of_pixel = np.repeat(np.arange(run_count), lengths)
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    labels = np.zeros(height * width, dtype=np.int32)
-    labels[rows[run_of_pixel] * width + starts[run_of_pixel] + within] = component[run_of_pixel] + 1
-    areas = np.bincount(component, weights=lengths, minlength=count).astype(np.int64)
-    tops = np.full(count, height, dtype=np.int64)
-    lefts = np.full(count, width, dtype=np.int64)
-    bottoms = np.zeros(count, dtype=np.int64)
-    rights = np.zeros(count, dtype=np.int64)
-    np.minimum.at(tops, component, rows)
-    np.maximum.at(bottoms, component, rows + 1)
-    np.minimum.at(lefts, component, starts)
-    np.maximum.at(rights, component, ends)
-    return _Components(labels.reshape(height, width), count, areas, tops, lefts, bottoms, rights)
+    """Label the 8-connected components of a boolean mask."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
+    boxes = ndimage.find_objects(labels, max_label=count)
+    tops = np.array([box[0].start for box in boxes], dtype=np.int64)
+    bottoms = np.array([box[0].stop for box in boxes], dtype=np.int64)
+    lefts = np.array([box[1].start for box in boxes], dtype=np.int64)
+    rights = np.array([box[1].stop for box in boxes], dtype=np.int64)
+    return _Components(labels.astype(np.int32, copy=False), count, areas, tops, lefts, bottoms, rights)
 
 
 def _perimeters(pieces: _Components) -> np.ndarray:
@@ -520,6 +448,15 @@ def _fit_surface(
     return coefficients, spread
 
 
+def _paper_level(grey: np.ndarray) -> float:
+    """The most common grey level of a small crop or scan: its paper, even where the ink is as
+    bold as a binary scan's (the ink of a digit is never most of its image)."""
+    counts, edges = np.histogram(grey, bins=PAPER_BINS, range=(0.0, 1.0))
+    mode = int(np.argmax(counts))
+    in_mode = grey[(grey >= edges[mode]) & (grey <= edges[mode + 1])]
+    return float(np.median(in_mode))
+
+
 def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
     """The paper (or screen) under the ink: a quadratic surface fitted robustly to the grey levels.
 
@@ -532,6 +469,8 @@ def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray
     surface covers the whole image.
     """
     height, width = grey.shape
+    if min(height, width) < SMALL_SIDE and known is None:
+        return np.full(grey.shape, _paper_level(grey), dtype=np.float32)
     grid_side = 48
     shrink = min(1.0, grid_side / max(height, width))
     small = _resize(grey, max(1, round(width * shrink)), max(1, round(height * shrink)))
@@ -539,8 +478,9 @@ def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray
     def axis(count: int) -> np.ndarray:
         return ((np.arange(count) + 0.5) / count * 2 - 1).astype(np.float32)
 
-    # A plane with curvature: 1, x, y, x², xy, y² (only a constant for tiny images).
-    terms = 1 if min(height, width) < 8 else 6
+    # A plane with curvature: 1, x, y, x², xy, y²; only a constant for small crops and scans,
+    # where a curved surface would bend to fit the ink and lighting cannot vary much.
+    terms = 1 if min(height, width) < SMALL_SIDE else 6
     y, x = np.meshgrid(axis(small.shape[0]), axis(small.shape[1]), indexing="ij")
     design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y][:terms], axis=-1).reshape(-1, terms)
     values = small.ravel()
@@ -585,6 +525,22 @@ def _noise(values: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
 
 
+def _paper_noise(contrast: np.ndarray) -> float:
+    """The noise's standard deviation in a contrast map (paper at 0, ink above it).
+
+    Ink only raises the contrast, so the values at or below 0 are paper and their spread is
+    the noise's (the median of a half-normal's magnitude is 0.6745 sigma), however much of a
+    tight crop the ink covers.
+    """
+    sample = contrast.ravel()
+    if sample.size > 40_000:
+        sample = sample[:: sample.size // 40_000]
+    paper = sample[sample <= 0]
+    if paper.size < 0.05 * sample.size:
+        return _noise(sample)
+    return float(np.median(-paper)) / 0.6745
+
+
 def _ink_is_dark(grey: np.ndarray, background: np.ndarray) -> bool:
     """Whether the ink is darker than the background: where the strong differences lie."""
     residual = grey - background
@@ -616,7 +572,7 @@ def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     contrast = contrast.astype(np.float32)
     # Photos are smoothed a little before the ink is judged; small clean images are left alone.
     smoothed = _gaussian_blur(contrast, max(height, width) / 700)
-    noise = _noise(smoothed)
+    noise = _paper_noise(smoothed)
     clear = max(NOISE_SIGMAS * noise, MIN_CONTRAST)
     clearly_ink = smoothed > clear
     nothing = np.zeros(grey.shape, dtype=np.float32)
@@ -750,31 +706,104 @@ def _background_pieces(pieces: _Components, shape: tuple[int, int]) -> np.ndarra
     background |= contact >= EDGE_CONTACT * rim.size
     widths = 2 * pieces.areas / np.maximum(_perimeters(pieces), 1)
     at_edge = contact > 0
-    inside = ~at_edge & ~background
+    sides = np.maximum(pieces.bottoms - pieces.tops, pieces.rights - pieces.lefts)
+    thinnest = np.minimum(pieces.bottoms - pieces.tops, pieces.rights - pieces.lefts)
+    # Pieces of digits inside, not specks or the dashes of a faint ruled line.
+    inside = ~at_edge & ~background & (sides >= _min_digit_side(shape)) & (sides <= LINE_SHAPE * thinnest)
     if inside.any():
         background |= at_edge & (widths > EDGE_BLOB_WIDTH * widths[inside].max())
     return background
 
 
+def _ruled_lines(mask: np.ndarray) -> np.ndarray:
+    """The pixels of ruled lines and printed boxes: straight runs across nearly the whole image,
+    thinner than the handwriting's strokes, along the image's rim (a box) or reaching well past
+    the rest of the ink at both ends (a digit's own bar, such as a tight 7's, ends where the
+    digit does, and is as thick as its other strokes)."""
+    height, width = mask.shape
+    lines = np.zeros_like(mask)
+    if min(height, width) < SMALL_SIDE:
+        return lines
+    # Faint printed lines come out dashed: gaps up to a few pixels are closed first.
+    gap = max(3, max(height, width) // 10)
+    across = ndimage.binary_closing(mask, np.ones((1, gap), dtype=bool))
+    across = ndimage.binary_opening(across, np.ones((1, math.ceil(LINE_SPAN * width)), dtype=bool)) & mask
+    down = ndimage.binary_closing(mask, np.ones((gap, 1), dtype=bool))
+    down = ndimage.binary_opening(down, np.ones((math.ceil(LINE_SPAN * height), 1), dtype=bool)) & mask
+    rest = mask & ~(across | down)
+    bounds = _bounding(rest)
+    if bounds is None:
+        return lines
+    rows, columns = bounds
+    thickest = LINE_WIDTH * _stroke_width(rest)
+    for runs, axis, (start, stop), size in ((across, 1, (columns.start, columns.stop), width),
+                                            (down, 0, (rows.start, rows.stop), height)):
+        labels, _ = ndimage.label(runs)
+        other_size = mask.shape[axis]  # the image's extent across the line
+        for index, box in enumerate(ndimage.find_objects(labels), start=1):
+            line = labels[box] == index
+            reaches = box[axis].start <= start - LINE_OVERHANG * size and box[axis].stop >= stop + LINE_OVERHANG * size
+            across_axis = box[1 - axis]
+            at_rim = across_axis.start < LINE_OVERHANG * other_size or across_axis.stop > (1 - LINE_OVERHANG) * other_size
+            if (reaches or at_rim) and line.sum() / (box[axis].stop - box[axis].start) <= thickest:
+                lines[box] |= line
+    return lines
+
+
+def _min_digit_side(shape: tuple[int, ...]) -> float:
+    """Pieces of ink whose longer side is shorter than this are no digit on their own."""
+    return max(4, 0.01 * max(shape))
+
+
+def _digit_sized(pieces: _Components, chosen: np.ndarray, min_side: float) -> bool:
+    sides = np.maximum(pieces.bottoms - pieces.tops, pieces.rights - pieces.lefts)
+    return bool((chosen & (sides >= min_side)).any())
+
+
+def _one_digit(groups: list[_Group]) -> bool:
+    """Whether the groups together are one digit: their box no wider than a digit is tall, and no
+    two of them full-height strokes side by side with a clear gap (a narrow 11)."""
+    top, bottom = min(group.top for group in groups), max(group.bottom for group in groups)
+    left, right = min(group.left for group in groups), max(group.right for group in groups)
+    height = bottom - top
+    if right - left > ONE_DIGIT_ASPECT * height:
+        return False
+    tall = sorted((group for group in groups if group.height >= 0.7 * height), key=lambda group: group.left)
+    return not any(second.left - first.right >= DIGIT_GAP * height for first, second in zip(tall, tall[1:]))
+
+
+def _merged(groups: list[_Group]) -> _Group:
+    whole = groups[0]
+    for group in groups[1:]:
+        whole.absorb(group)
+    return whole
+
+
 def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
     """One box per digit in an ink map (as `to_grey_ink` gives), left to right.
 
-    Connected pieces of ink (8-connected) smaller than 2% of the largest are noise. A piece
-    covering over 40% of the image is background, not a stroke, and so is a piece that runs
-    along half the image's rim or whose strokes at the rim are over three times as wide as
-    those of the pieces inside (the table around a sheet of paper, a shadow, a finger). Pieces
-    that overlap horizontally and lie above each other, or together fit a digit's box (a 5's
-    hat, a 4's second stroke, the halves of a broken stroke), are one digit; pieces much lower
-    than the digits join the nearest one, or are dropped if none is near (stray dots). With
-    `multi_digit` off, the result is the largest digit with the pieces near it.
+    Ruled lines and printed boxes (straight lines across the image reaching past the digits)
+    are left out. Connected pieces of ink (8-connected) smaller than 2% of the largest are
+    noise. A piece covering over 40% of the image is background, not a stroke, and so is a
+    piece that runs along half the image's rim or whose strokes at the rim are over three
+    times as wide as those of the pieces inside (the table around a sheet of paper, a shadow,
+    a finger) -- unless nothing digit-sized is left without them: then the image is a tight
+    crop and they are the digit. Pieces that overlap horizontally and lie above each other, or
+    together fit a digit's box (a 5's hat, a 4's second stroke, the halves of a broken
+    stroke), are one digit; pieces much lower than the digits join the nearest one, or are
+    dropped if none is near (stray dots). Pieces that together are no wider than one digit
+    are one digit. With `multi_digit` off, the result is the largest digit with the pieces
+    near it.
     """
-    ink = np.asarray(ink)
-    pieces = _components(ink > 0)
+    mask = np.asarray(ink) > 0
+    mask &= ~_ruled_lines(mask)
+    pieces = _components(mask)
     if pieces.count == 0:
         return []
-    candidates = ~_background_pieces(pieces, ink.shape)
-    if not candidates.any():
-        return []
+    min_side = _min_digit_side(mask.shape)
+    candidates = ~_background_pieces(pieces, mask.shape)
+    if not _digit_sized(pieces, candidates, min_side):
+        candidates = np.ones(pieces.count, dtype=bool)
     largest = pieces.areas[candidates].max()
     groups = [
         _Group([index], int(pieces.tops[index]), int(pieces.lefts[index]), int(pieces.bottoms[index]),
@@ -782,12 +811,13 @@ def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
         for index in np.flatnonzero(candidates & (pieces.areas >= NOISE_AREA * largest))
     ]
     groups = _join_fragments(_merge_stacked(groups))
-    min_side = max(4, 0.01 * max(ink.shape))
     groups = [group for group in groups if max(group.height, group.width) >= min_side]
     if not groups:
         return []
     if not multi_digit:
         groups = _single_digit(groups)
+    elif len(groups) > 1 and _one_digit(groups):
+        groups = [_merged(groups)]
     groups.sort(key=lambda group: (group.left + group.right, group.top))
     boxes = []
     for group in groups:
