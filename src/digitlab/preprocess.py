@@ -715,6 +715,15 @@ def _background_pieces(pieces: _Components, shape: tuple[int, int]) -> np.ndarra
     return background
 
 
+def _runs(mask: np.ndarray, gap: tuple[int, int], length: tuple[int, int]) -> np.ndarray:
+    """The pixels of `mask` in straight runs at least `length` long once gaps up to `gap` are
+    closed; a run may continue past the image's edge."""
+    closed = ndimage.binary_erosion(ndimage.binary_dilation(mask, np.ones(gap, bool)), np.ones(gap, bool),
+                                    border_value=1)
+    element = np.ones(length, bool)
+    return ndimage.binary_dilation(ndimage.binary_erosion(closed, element, border_value=1), element) & mask
+
+
 def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     """The pixels of ruled lines and printed boxes: straight runs across nearly the whole image,
     thinner than the handwriting's strokes, along the image's rim (a box) or reaching well past
@@ -726,10 +735,8 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
         return lines
     # Faint printed lines come out dashed: gaps up to a few pixels are closed first.
     gap = max(3, max(height, width) // 10)
-    across = ndimage.binary_closing(mask, np.ones((1, gap), dtype=bool))
-    across = ndimage.binary_opening(across, np.ones((1, math.ceil(LINE_SPAN * width)), dtype=bool)) & mask
-    down = ndimage.binary_closing(mask, np.ones((gap, 1), dtype=bool))
-    down = ndimage.binary_opening(down, np.ones((math.ceil(LINE_SPAN * height), 1), dtype=bool)) & mask
+    across = _runs(mask, (1, gap), (1, math.ceil(LINE_SPAN * width)))
+    down = _runs(mask, (gap, 1), (math.ceil(LINE_SPAN * height), 1))
     rest = mask & ~(across | down)
     bounds = _bounding(rest)
     if bounds is None:
@@ -739,7 +746,7 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     for runs, axis, (start, stop), size in ((across, 1, (columns.start, columns.stop), width),
                                             (down, 0, (rows.start, rows.stop), height)):
         labels, _ = ndimage.label(runs)
-        other_size = mask.shape[axis]  # the image's extent across the line
+        other_size = mask.shape[1 - axis]  # the image's extent across the line
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
             line = labels[box] == index
             reaches = box[axis].start <= start - LINE_OVERHANG * size and box[axis].stop >= stop + LINE_OVERHANG * size
