@@ -376,6 +376,13 @@ def _components(mask: np.ndarray) -> _Components:
     return _Components(labels.astype(np.int32, copy=False), count, areas, tops, lefts, bottoms, rights)
 
 
+def _chosen(pieces: _Components, indices) -> np.ndarray:
+    """The mask of the pieces with these (0-based) indices."""
+    wanted = np.zeros(pieces.count + 1, dtype=bool)
+    wanted[np.asarray(indices, dtype=np.int64) + 1] = True
+    return wanted[pieces.labels]
+
+
 def _perimeters(pieces: _Components) -> np.ndarray:
     """Each component's perimeter: the pixel edges between it and anything else."""
     padded = np.pad(pieces.labels, 1)
@@ -392,8 +399,9 @@ def _stroke_width(mask: np.ndarray) -> float:
     area = int(mask.sum())
     if area == 0:
         return 0.0
-    padded = np.pad(mask, 1).astype(np.int8)
-    perimeter = np.abs(np.diff(padded, axis=0)).sum() + np.abs(np.diff(padded, axis=1)).sum()
+    perimeter = (np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
+                 + np.count_nonzero(mask[0]) + np.count_nonzero(mask[-1])
+                 + np.count_nonzero(mask[:, 0]) + np.count_nonzero(mask[:, -1]))
     return 2.0 * area / perimeter
 
 
@@ -451,10 +459,9 @@ def _fit_surface(
 def _paper_level(grey: np.ndarray) -> float:
     """The most common grey level of a small crop or scan: its paper, even where the ink is as
     bold as a binary scan's (the ink of a digit is never most of its image)."""
-    counts, edges = np.histogram(grey, bins=PAPER_BINS, range=(0.0, 1.0))
-    mode = int(np.argmax(counts))
-    in_mode = grey[(grey >= edges[mode]) & (grey <= edges[mode + 1])]
-    return float(np.median(in_mode))
+    bins = np.minimum((grey * PAPER_BINS).astype(np.int32), PAPER_BINS - 1)
+    mode = int(np.argmax(np.bincount(bins.ravel(), minlength=PAPER_BINS)))
+    return float(np.median(grey[bins == mode]))
 
 
 def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
@@ -587,7 +594,7 @@ def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     big = np.flatnonzero(pieces.areas >= min_speck) + 1
     if big.size == 0:
         return nothing
-    strong = np.isin(pieces.labels, big)
+    strong = _chosen(pieces, big - 1)
     # The ink is what lies near the strong strokes: their anti-aliased edges, not long faint lines.
     reach = min(int(math.ceil(_stroke_width(strong) / 2)) + 1, max(2, max(height, width) // 40))
     kept = _dilate(strong, reach) & (smoothed > floor)
@@ -828,8 +835,7 @@ def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
     groups.sort(key=lambda group: (group.left + group.right, group.top))
     boxes = []
     for group in groups:
-        window = pieces.labels[group.top : group.bottom, group.left : group.right]
-        mask = np.isin(window, np.array(group.members) + 1)
+        mask = _chosen(pieces, group.members)[group.top : group.bottom, group.left : group.right]
         boxes.append(Box(group.left, group.top, group.right, group.bottom, mask))
     return boxes
 
