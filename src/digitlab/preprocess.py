@@ -88,7 +88,10 @@ LINE_SPAN = 0.9  # ruled lines run across this share of the image...
 LINE_OVERHANG = 0.1  # ...past the digits by this share of it at both ends...
 LINE_WIDTH = 0.75  # ...and no thicker than this share of the handwriting's strokes
 LINE_SHAPE = 3.0  # pieces this many times longer than wide are lines or dashes, not digits
-SINGLE_REACH = 0.3  # in single-digit mode, pieces this near the main digit (share of its size) join it
+SINGLE_REACH = 0.3
+# Bounds on the work per image: the largest pieces of ink looked at, and digits read.
+MAX_PIECES = 300
+MAX_DIGITS = 100  # in single-digit mode, pieces this near the main digit (share of its size) join it
 
 
 @dataclass(frozen=True)
@@ -658,17 +661,29 @@ def _stacked(a: _Group, b: _Group) -> bool:
 
 
 def _merge_stacked(groups: list[_Group]) -> list[_Group]:
+    """Stacked pieces (see `_stacked`) merged into groups, until no two groups are stacked.
+
+    Groups are swept from left to right: only those overlapping horizontally can be stacked,
+    so each pass compares a group with its horizontal neighbours alone.
+    """
     merged = True
     while merged:
         merged = False
-        for first in range(len(groups)):
-            for second in range(first + 1, len(groups)):
-                if _stacked(groups[first], groups[second]):
-                    groups[first].absorb(groups.pop(second))
-                    merged = True
+        groups.sort(key=lambda group: group.left)
+        kept: list[_Group] = []
+        absorbed = [False] * len(groups)
+        for first_index, first in enumerate(groups):
+            if absorbed[first_index]:
+                continue
+            for second_index in range(first_index + 1, len(groups)):
+                second = groups[second_index]
+                if second.left >= first.right:
                     break
-            if merged:
-                break
+                if not absorbed[second_index] and _stacked(first, second):
+                    first.absorb(second)
+                    absorbed[second_index] = merged = True
+            kept.append(first)
+        groups = kept
     return groups
 
 
@@ -722,13 +737,17 @@ def _background_pieces(pieces: _Components, shape: tuple[int, int]) -> np.ndarra
     return background
 
 
-def _runs(mask: np.ndarray, gap: tuple[int, int], length: tuple[int, int]) -> np.ndarray:
-    """The pixels of `mask` in straight runs at least `length` long once gaps up to `gap` are
-    closed; a run may continue past the image's edge."""
-    closed = ndimage.binary_erosion(ndimage.binary_dilation(mask, np.ones(gap, bool)), np.ones(gap, bool),
-                                    border_value=1)
-    element = np.ones(length, bool)
-    return ndimage.binary_dilation(ndimage.binary_erosion(closed, element, border_value=1), element) & mask
+def _runs(mask: np.ndarray, axis: int, gap: int, length: int) -> np.ndarray:
+    """The pixels of `mask` in straight runs along `axis` at least `length` long once gaps up to
+    `gap` are closed; a run may continue past the image's edge. Running minima and maxima
+    (closing, then opening) take the same time whatever the lengths."""
+    gap, length = gap | 1, length | 1  # odd windows: centred, so opening and closing are exact
+    values = mask.astype(np.uint8)
+    closed = ndimage.maximum_filter1d(values, gap, axis=axis, mode="constant", cval=0)
+    closed = ndimage.minimum_filter1d(closed, gap, axis=axis, mode="constant", cval=1)
+    opened = ndimage.minimum_filter1d(closed, length, axis=axis, mode="constant", cval=1)
+    opened = ndimage.maximum_filter1d(opened, length, axis=axis, mode="constant", cval=0)
+    return opened.astype(bool) & mask
 
 
 def _ruled_lines(mask: np.ndarray) -> np.ndarray:
@@ -742,8 +761,8 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
         return lines
     # Faint printed lines come out dashed: gaps up to a few pixels are closed first.
     gap = max(3, max(height, width) // 10)
-    across = _runs(mask, (1, gap), (1, math.ceil(LINE_SPAN * width)))
-    down = _runs(mask, (gap, 1), (math.ceil(LINE_SPAN * height), 1))
+    across = _runs(mask, 1, gap, math.ceil(LINE_SPAN * width))
+    down = _runs(mask, 0, gap, math.ceil(LINE_SPAN * height))
     rest = mask & ~(across | down)
     bounds = _bounding(rest)
     if bounds is None:
@@ -819,10 +838,12 @@ def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
     if not _digit_sized(pieces, candidates, min_side):
         candidates = np.ones(pieces.count, dtype=bool)
     largest = pieces.areas[candidates].max()
+    chosen = np.flatnonzero(candidates & (pieces.areas >= NOISE_AREA * largest))
+    chosen = chosen[np.argsort(-pieces.areas[chosen], kind="stable")[:MAX_PIECES]]
     groups = [
         _Group([index], int(pieces.tops[index]), int(pieces.lefts[index]), int(pieces.bottoms[index]),
                int(pieces.rights[index]), int(pieces.areas[index]))
-        for index in np.flatnonzero(candidates & (pieces.areas >= NOISE_AREA * largest))
+        for index in chosen
     ]
     groups = _join_fragments(_merge_stacked(groups))
     groups = [group for group in groups if max(group.height, group.width) >= min_side]
@@ -832,6 +853,7 @@ def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
         groups = _single_digit(groups)
     elif len(groups) > 1 and _one_digit(groups):
         groups = [_merged(groups)]
+    groups = sorted(groups, key=lambda group: group.area, reverse=True)[:MAX_DIGITS]
     groups.sort(key=lambda group: (group.left + group.right, group.top))
     boxes = []
     for group in groups:
