@@ -114,3 +114,21 @@ def test_specks_and_a_blank_crop_give_no_digit():
     assert prepare(png(blank, dark_on_light=False)).digits == []
     noise = np.random.default_rng(0).normal(0, 0.01, (32, 32)).clip(0, 1).astype(np.float32)
     assert prepare(png(noise, dark_on_light=True)).digits == []
+
+
+def test_a_page_of_many_marks_gives_at_most_the_digit_limit():
+    """Hundreds of digit-sized marks: each image's work and answer stay bounded."""
+    from PIL import ImageDraw
+
+    from digitlab.preprocess import MAX_DIGITS
+
+    page = Image.new("L", (900, 600), 255)
+    draw = ImageDraw.Draw(page)
+    for top in range(10, 580, 30):
+        for left in range(10, 880, 14):
+            draw.line([(left, top), (left + 3, top + 20)], fill=0, width=3)
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    prepared = prepare(buffer.getvalue())
+    assert 0 < len(prepared.digits) <= MAX_DIGITS
+    assert len(prepared.boxes) == len(prepared.digits)

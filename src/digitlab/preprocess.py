@@ -548,7 +548,9 @@ def _paper_noise(contrast: np.ndarray) -> float:
     paper = sample[sample <= 0]
     if paper.size < 0.05 * sample.size:
         return _noise(sample)
-    return float(np.median(-paper)) / 0.6745
+    # The spread about the median serves when the fitted paper lies off the true one (dense
+    # writing fools the fit) and ink is a minority; whichever is smaller is the noise.
+    return min(float(np.median(-paper)) / 0.6745, _noise(sample))
 
 
 def _ink_is_dark(grey: np.ndarray, background: np.ndarray) -> bool:
