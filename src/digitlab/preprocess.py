@@ -571,8 +571,9 @@ def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     a smooth surface and divided out (dark ink) or subtracted (light ink), so uneven lighting
     goes. Pixels that stand out clearly from the noise mark the strokes; the ink levels near
     them are stretched so that the stroke core is full ink, keeping anti-aliased edges grey,
-    and everything else is set to 0. Specks too small to be a stroke are removed. A blank or
-    noise-only image gives all zeros.
+    and everything else is set to 0. Specks too small to be a stroke are removed, and so are
+    ruled lines and printed boxes (see `_ruled_lines`). A blank or noise-only image gives all
+    zeros.
     """
     grey = _as_grey(image)
     height, width = grey.shape
@@ -592,6 +593,8 @@ def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
         return nothing
     full = float(np.percentile(smoothed[clearly_ink], FULL_INK_PERCENTILE))
     floor = FLOOR_SIGMAS * noise
+    # Ruled lines and printed boxes are found whole, faint parts too, and are no ink.
+    smoothed = np.where(_ruled_lines(smoothed > max(floor, 0.2 * clear)), 0.0, smoothed)
     strong = smoothed >= max(0.5 * full, clear)
     pieces = _components(strong)
     # Specks: the size of a stroke's dot on a page of this size, or a lone pixel.
@@ -754,9 +757,10 @@ def _runs(mask: np.ndarray, axis: int, gap: int, length: int) -> np.ndarray:
 
 def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     """The pixels of ruled lines and printed boxes: straight runs across nearly the whole image,
-    thinner than the handwriting's strokes, along the image's rim (a box) or reaching well past
-    the rest of the ink at both ends (a digit's own bar, such as a tight 7's, ends where the
-    digit does, and is as thick as its other strokes)."""
+    thinner than the handwriting's strokes, that reach well past the rest of the ink at both
+    ends, or that stand along the image's rim with another such line (a box). A digit's own
+    bar, such as a tight 7's, ends where the digit does, is as thick as its other strokes and
+    has no partner along the opposite rim."""
     height, width = mask.shape
     lines = np.zeros_like(mask)
     if min(height, width) < SMALL_SIDE:
@@ -769,19 +773,23 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     bounds = _bounding(rest)
     if bounds is None:
         return lines
+    rest_pieces = _components(rest)
+    thickest = max(LINE_WIDTH * _stroke_width(_chosen(rest_pieces, [int(np.argmax(rest_pieces.areas))])), 2.0)
     rows, columns = bounds
-    thickest = LINE_WIDTH * _stroke_width(rest)
-    for runs, axis, (start, stop), size in ((across, 1, (columns.start, columns.stop), width),
-                                            (down, 0, (rows.start, rows.stop), height)):
+    reaching, along_rim = [], []
+    for runs, axis, (start, stop) in ((across, 1, (columns.start, columns.stop)), (down, 0, (rows.start, rows.stop))):
+        size, other_size = mask.shape[axis], mask.shape[1 - axis]
         labels, _ = ndimage.label(runs)
-        other_size = mask.shape[1 - axis]  # the image's extent across the line
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
             line = labels[box] == index
-            reaches = box[axis].start <= start - LINE_OVERHANG * size and box[axis].stop >= stop + LINE_OVERHANG * size
-            across_axis = box[1 - axis]
-            at_rim = across_axis.start < LINE_OVERHANG * other_size or across_axis.stop > (1 - LINE_OVERHANG) * other_size
-            if (reaches or at_rim) and line.sum() / (box[axis].stop - box[axis].start) <= thickest:
-                lines[box] |= line
+            if line.sum() / (box[axis].stop - box[axis].start) > thickest:
+                continue
+            if box[axis].start <= start - LINE_OVERHANG * size and box[axis].stop >= stop + LINE_OVERHANG * size:
+                reaching.append((box, line))
+            elif box[1 - axis].start < LINE_OVERHANG * other_size or box[1 - axis].stop > (1 - LINE_OVERHANG) * other_size:
+                along_rim.append((box, line))
+    for box, line in reaching + (along_rim if len(along_rim) >= 2 else []):
+        lines[box] |= line
     return lines
 
 
@@ -817,8 +825,7 @@ def _merged(groups: list[_Group]) -> _Group:
 def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
     """One box per digit in an ink map (as `to_grey_ink` gives), left to right.
 
-    Ruled lines and printed boxes (straight lines across the image reaching past the digits)
-    are left out. Connected pieces of ink (8-connected) smaller than 2% of the largest are
+    Connected pieces of ink (8-connected) smaller than 2% of the largest are
     noise. A piece covering over 40% of the image is background, not a stroke, and so is a
     piece that runs along half the image's rim or whose strokes at the rim are over three
     times as wide as those of the pieces inside (the table around a sheet of paper, a shadow,
@@ -831,7 +838,6 @@ def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
     near it.
     """
     mask = np.asarray(ink) > 0
-    mask &= ~_ruled_lines(mask)
     pieces = _components(mask)
     if pieces.count == 0:
         return []
