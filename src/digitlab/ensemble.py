@@ -344,6 +344,7 @@ def train_ensemble(
     member_entries = [
         {"path": run.path.relative_to(folder).as_posix(), "model": run.config.model, "seed": run.config.seed,
          "bootstrap": run.config.bootstrap, "parameters": int(run.model.count_params()),
+         "temperature": run.metrics.get("temperature"),
          "validation_accuracy": run.metrics.get("validation_accuracy"),
          "test_accuracy": run.metrics.get("test_accuracy")}
         for run in runs
@@ -357,6 +358,7 @@ def train_ensemble(
     for name, evaluation in evaluated.items():
         metrics[f"{name}_accuracy"] = _rounded(evaluation, "accuracy")
         metrics[f"{name}_loss"] = _rounded(evaluation, "loss")
+        metrics[f"{name}_calibration_error"] = _rounded(evaluation, "calibration_error")
         metrics[f"member_{name}_accuracy"] = [entry[f"{name}_accuracy"] for entry in member_entries]
     write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n", force=True)
 

@@ -1,4 +1,4 @@
-"""How well a model recognises labelled digits: accuracy, loss, confusion and per-class figures.
+"""How well a model recognises labelled digits: accuracy, loss, calibration, confusion, per digit.
 
 Everything is computed with NumPy from the model's probabilities, so the figures do not depend
 on Keras metrics and can be checked by hand.
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.calibration import expected_calibration_error
 from digitlab.dataset import NUM_CLASSES, Dataset
 from digitlab.errors import DigitlabError
 
@@ -57,6 +58,8 @@ class Evaluation:
 
     `probabilities` is float32 (N, 10), `labels` int64 (N,); `predictions` (the most probable
     digit of each image) and the other figures are derived when the evaluation is made.
+    `calibration_error` is the expected calibration error: how far, on average, the confidence
+    of a prediction is from the accuracy of predictions made with that confidence.
     """
 
     probabilities: np.ndarray = field(repr=False)
@@ -65,6 +68,7 @@ class Evaluation:
     confidences: np.ndarray = field(init=False, repr=False)  # probability of the prediction
     accuracy: float = field(init=False)
     loss: float = field(init=False)
+    calibration_error: float = field(init=False)
     confusion: np.ndarray = field(init=False, repr=False)
     per_class: list[dict[str, float | int]] = field(init=False, repr=False)
     macro_f1: float = field(init=False)
@@ -115,6 +119,7 @@ class Evaluation:
             "confidences": confidences,
             "accuracy": float(correct.sum() / len(labels)),
             "loss": float(-np.log(true_probabilities).mean()),
+            "calibration_error": expected_calibration_error(probabilities, labels),
             "confusion": confusion,
             "per_class": per_class,
             "macro_f1": float(f1[present].mean()),
@@ -146,6 +151,7 @@ class Evaluation:
             "errors": self.error_count,
             "accuracy": self.accuracy,
             "loss": self.loss,
+            "calibration_error": self.calibration_error,
             "macro_f1": self.macro_f1,
             "per_class": [dict(row) for row in self.per_class],
             "confusion": self.confusion.tolist(),

@@ -145,6 +145,7 @@ def _page(
         _card(f"{errors:,} of {len(evaluation):,}", "wrong"),
         _card(f"{evaluation.loss:.4f}", "loss (cross-entropy)"),
         _card(f"{evaluation.macro_f1:.4f}", "macro F1"),
+        _card(f"{100 * evaluation.calibration_error:.2f}%", "calibration error"),
     ])
     sections = [f'<section class="headline">{headline}</section>']
     if details:

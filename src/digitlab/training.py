@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from digitlab import backend, checkpoints, plots
+from digitlab import backend, calibration, checkpoints, plots
 from digitlab.config import ConfigError, TrainingConfig, apply, read_toml, to_toml
 from digitlab.dataset import Dataset
 from digitlab.distribute import strategy_scope
@@ -335,6 +335,15 @@ def _float32_copy(model, config: TrainingConfig):
     return copy
 
 
+def _calibration_text(validation: Dataset | None, temperature: float | None) -> str:
+    """What metrics.json and the report say of the run's calibration."""
+    if temperature is not None:
+        return f"temperature {temperature:.4f}, fitted on the validation split"
+    if validation is None:
+        return "none: there is no validation split to fit a temperature on"
+    return "none: the model does not end in a Dense layer with softmax"
+
+
 def _train(
     config: TrainingConfig,
     folder: Path | None,
@@ -421,31 +430,39 @@ def _train(
             variable.assign(value)
     if config.precision != "float32":
         model = _float32_copy(model, config)
+    labelled = {name: dataset for name, dataset in (("validation", splits.validation), ("test", splits.test))
+                if dataset is not None}
+    uncalibrated = {name: evaluate(model, dataset) for name, dataset in labelled.items()}
+    # The checkpoints keep the uncalibrated weights, so a resumed run is calibrated once, here.
+    temperature = calibration.calibrate(model, splits.validation) if splits.validation is not None else None
     write_file(folder / "model.keras", model.save, force=True)
 
     history = history_log.frame
     metrics: dict[str, Any] = {
         "recipe": config.recipe, "model": config.model, "parameters": int(model.count_params()),
         "epochs_run": len(history), "training_seconds": round(training_seconds, 2),
-        "best_epoch": best_epoch,
+        "best_epoch": best_epoch, "temperature": None if temperature is None else round(temperature, 6),
+        "calibration": _calibration_text(splits.validation, temperature),
     }
-    evaluated = {}
-    for name, dataset in (("validation", splits.validation), ("test", splits.test)):
-        if dataset is not None:
-            evaluated[name] = evaluate(model, dataset)
-            metrics[f"{name}_accuracy"] = round(float(evaluated[name].accuracy), 6)
-            metrics[f"{name}_loss"] = round(float(evaluated[name].loss), 6)
+    evaluated = uncalibrated
+    if temperature is not None:
+        evaluated = {name: evaluate(model, dataset) for name, dataset in labelled.items()}
+    for name, evaluation in evaluated.items():
+        metrics[f"{name}_accuracy"] = round(float(evaluation.accuracy), 6)
+        metrics[f"{name}_loss"] = round(float(evaluation.loss), 6)
+        metrics[f"{name}_calibration_error"] = round(evaluation.calibration_error, 6)
+        if temperature is not None:
+            metrics[f"{name}_calibration_error_uncalibrated"] = round(uncalibrated[name].calibration_error, 6)
     write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n", force=True)
     shown_name = "test" if "test" in evaluated else "validation"
     if shown_name in evaluated:
-        write_report(
-            folder, evaluated[shown_name], splits.test if shown_name == "test" else splits.validation,
-            history, title=f"digitlab run {folder.name}",
-            details={"recipe": config.recipe, "model": config.model, "data": config.data,
-                     "evaluated on": shown_name, "epochs": str(len(history)),
-                     "training time": f"{training_seconds:.1f} s",
-                     "parameters": f"{model.count_params():,}"},
-        )
+        details = {"recipe": config.recipe, "model": config.model, "data": config.data,
+                   "evaluated on": shown_name, "epochs": str(len(history)),
+                   "training time": f"{training_seconds:.1f} s",
+                   "parameters": f"{model.count_params():,}", "calibration": metrics["calibration"]}
+        if temperature is not None:
+            details["before calibration"] = f"calibration error {uncalibrated[shown_name].calibration_error:.2%}"
+        write_report(folder, evaluated[shown_name], labelled[shown_name], history,
+                     title=f"digitlab run {folder.name}", details=details)
     return Run(folder, config, model, history, metrics,
-               evaluation=evaluated.get(shown_name),
-               evaluation_data=splits.test if shown_name == "test" else splits.validation)
+               evaluation=evaluated.get(shown_name), evaluation_data=labelled.get(shown_name))
