@@ -183,12 +183,12 @@ def read_captures(pool, predict, kind: str, items: np.ndarray, seed: int) -> dic
     """The digit read from each capture (-1 when not exactly one digit) and the naive baseline's."""
     tasks = [(kind, items[start : start + CHUNK], seed * 1_000_003 + start) for start in range(0, len(items), CHUNK)]
     prepared = [result for chunk in pool.map(_prepare_chunk, tasks) for result in chunk]
+    counts = np.array([len(digits) for digits, _ in prepared])
     read = np.full(len(items), -1)
-    single = [index for index, (digits, _) in enumerate(prepared) if len(digits) == 1]
-    if single:
+    single = np.flatnonzero(counts == 1)
+    if single.size:
         read[single] = predict(np.stack([prepared[index][0][0] for index in single])).argmax(axis=1)
     naive = predict(np.stack([baseline for _, baseline in prepared])).argmax(axis=1)
-    counts = np.array([len(digits) for digits, _ in prepared])
     return {"read": read, "naive": naive, "none": counts == 0, "several": counts > 1}
 
 

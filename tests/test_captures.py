@@ -132,3 +132,15 @@ def test_a_page_of_many_marks_gives_at_most_the_digit_limit():
     prepared = prepare(buffer.getvalue())
     assert 0 < len(prepared.digits) <= MAX_DIGITS
     assert len(prepared.boxes) == len(prepared.digits)
+
+
+def test_bold_binary_ink_covering_half_the_image_is_still_the_ink():
+    """A binary 1 stretched into a slanted block covers over half of its 16x16 scan; the paper is
+    still told from the ink (by the rim, which the paper holds), so the block is the digit."""
+    rows, columns = np.mgrid[0:16, 0:16]
+    block = (np.abs((rows + columns) - 15) <= 5).astype(np.float32)  # from bottom left to top right
+    assert block.mean() > 0.5
+    prepared = the_one_digit(png(block, dark_on_light=True, paper=1.0, ink_level=0.0))
+    ink_rows, ink_columns = np.flatnonzero(prepared.any(1)), np.flatnonzero(prepared.any(0))
+    box = prepared[ink_rows[0] : ink_rows[-1] + 1, ink_columns[0] : ink_columns[-1] + 1].astype(float)
+    assert box[:3, -3:].mean() > 200 and box[:3, :3].mean() < 50  # ink at top right, paper at top left

@@ -460,10 +460,15 @@ def _fit_surface(
 
 
 def _paper_level(grey: np.ndarray) -> float:
-    """The most common grey level of a small crop or scan: its paper, even where the ink is as
-    bold as a binary scan's (the ink of a digit is never most of its image)."""
+    """The paper's grey level in a small crop or scan: the most common level, counted over the
+    whole image and, with the same weight, over its rim. Bold ink can cover half of a binary
+    scan stretched to fill its box, but even a digit touching every edge leaves most of the
+    rim to the paper."""
     bins = np.minimum((grey * PAPER_BINS).astype(np.int32), PAPER_BINS - 1)
-    mode = int(np.argmax(np.bincount(bins.ravel(), minlength=PAPER_BINS)))
+    rim = np.concatenate([bins[0], bins[-1], bins[1:-1, 0], bins[1:-1, -1]])
+    counts = (np.bincount(bins.ravel(), minlength=PAPER_BINS) / bins.size
+              + np.bincount(rim, minlength=PAPER_BINS) / rim.size)
+    mode = int(np.argmax(counts))
     return float(np.median(grey[bins == mode]))
 
 
