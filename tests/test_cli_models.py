@@ -31,6 +31,7 @@ def test_train_command_writes_a_run_folder(tmp_path, run_cli):
     assert run.name.endswith("-fast")  # the default recipe
     assert (run / "model.keras").is_file() and (run / "report.html").is_file()
     assert "validation accuracy" in result.out and f"report: {run / 'report.html'}" in result.out.replace("\n", "")
+    assert "calibrated: temperature" in " ".join(result.out.split())
 
 
 def test_train_command_without_validation_or_test_data_says_there_is_no_report(tmp_path, run_cli):
@@ -57,6 +58,7 @@ def test_evaluate_prints_and_draws(trained_run, run_cli, tmp_path):
     result = run_cli("evaluate", run.path, "--data", labelled, "--out", tmp_path / "evaluation")
     assert result.code == 0, result.err
     assert "accuracy" in result.out and "confusion matrix" in result.out and "per class" in result.out
+    assert "expected calibration error" in " ".join(result.out.split())
     assert {"report.html", "confusion.png", "confusion-normalized.png"} <= {
         path.name for path in (tmp_path / "evaluation").iterdir()}
 
@@ -139,7 +141,8 @@ def test_predict_photos_prints_each_file_and_writes_json_and_csv(trained_run, ru
     assert any(path.name.startswith("one-digit-0") for path in (tmp_path / "seen").iterdir())
     as_csv = run_cli("predict", run.path, photos / "one.jpg", "-o", tmp_path / "readings.csv")
     header, row = (tmp_path / "readings.csv").read_text().splitlines()
-    assert header.startswith("file,text,confidence,position,digit") and row.split(",")[3] == "0"
+    assert header == "path,label,status,text,confidence,digits,top3"
+    assert row.startswith(f"{photos / 'one.jpg'},,ok,") and len(row.split(",")[-1].split()) == 3
     assert as_csv.code == 0
 
 

@@ -441,9 +441,10 @@ def test_image_folders_prepare_photos_and_refuse_blank_ones(tmp_path, originals)
     Image.new("RGB", (64, 48), "white").save(tmp_path / "blank.jpg")
     with pytest.raises(DataError, match=r"blank.jpg: no digit found"):
         read_image(tmp_path / "blank.jpg")
-    dark_on_light = 255 - originals[1]
-    Image.fromarray(dark_on_light).save(tmp_path / "as-is.png")
-    assert np.array_equal(read_image(tmp_path / "as-is.png"), dark_on_light)  # 28x28 grey: as it is
+    Image.fromarray(originals[1]).save(tmp_path / "as-is.png")
+    assert np.array_equal(read_image(tmp_path / "as-is.png"), originals[1])  # 28x28 white on black: as it is
+    Image.fromarray(255 - originals[1]).save(tmp_path / "dark-on-light.png")
+    assert_recovers(read_image(tmp_path / "dark-on-light.png"), originals[1])  # prepared, not taken as it is
 
 
 def test_an_mnist_digit_is_read_as_it_is(originals):

@@ -35,6 +35,7 @@ from digitlab.tta import tta_predict_function
 if TYPE_CHECKING:
     import keras
 
+    from digitlab.batch_reading import FileReading, ImageFile
     from digitlab.recognise import Reading
     from matplotlib.figure import Figure
 
@@ -165,6 +166,25 @@ class Classifier:
         from digitlab.recognise import read
 
         return read(self._probabilities_of, image, multi_digit, None if debug_dir is None else Path(debug_dir))
+
+    def read_many(
+        self,
+        files: Sequence[str | Path | ImageFile],
+        multi_digit: bool = True,
+        workers: int | None = None,
+        debug_dir: str | Path | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[FileReading]:
+        """Read many image files, fast: one FileReading per file, in order, with its status
+        ("ok", "no digit" or "unreadable: <reason>"); a bad file never stops the others.
+
+        The images are prepared by `workers` processes (default: one per CPU) and their digits
+        predicted together; see `digitlab.batch_reading.read_files`. `files` may come from
+        `digitlab.batch_reading.image_files(["scans/"])`, which also finds label folders 0..9.
+        """
+        from digitlab.batch_reading import read_files
+
+        return read_files(self._probabilities_of, files, multi_digit, workers, debug_dir, on_progress)
 
     def evaluate(self, data: DataSource | None = None) -> Evaluation:
         """Accuracy, loss, confusion matrix and per-class figures on labelled `data`.

@@ -270,6 +270,11 @@ def _print_accuracies(path: Path, metrics: dict) -> None:
                         if key.endswith("_accuracy") and isinstance(value, float))
     figures = figures or "no validation or test data to measure accuracy on"
     console.print(f"[bold]{path}[/bold]: {figures}; {metrics['training_seconds']:.1f} s of training")
+    if metrics.get("temperature") is not None:
+        shown = "test" if "test_calibration_error" in metrics else "validation"
+        console.print(f"calibrated: temperature {metrics['temperature']:.3f}; {shown} calibration error "
+                      f"{metrics[f'{shown}_calibration_error_uncalibrated']:.2%} before, "
+                      f"{metrics[f'{shown}_calibration_error']:.2%} after", highlight=False)
 
 
 def _print_report_line(path: Path) -> None:
@@ -425,6 +430,8 @@ def sweep_command(
 def _print_evaluation(evaluation) -> None:
     console.print(f"accuracy {evaluation.accuracy:.2%}   loss {evaluation.loss:.4f}   "
                   f"macro F1 {evaluation.macro_f1:.4f}   ({len(evaluation.labels):,} images)")
+    console.print(f"expected calibration error {evaluation.calibration_error:.2%} "
+                  "(how far confidence is from accuracy)", highlight=False)
     confusion = Table("true \\ predicted", *[str(digit) for digit in range(10)], title="confusion matrix")
     for digit, row in enumerate(evaluation.confusion):
         confusion.add_row(str(digit), *[str(count) for count in row])
@@ -462,37 +469,59 @@ def evaluate_command(
     console.print(f"report: {report}")
 
 
-def _photo_files(inputs: list[str]) -> list[Path] | None:
-    """The image files to read one by one, if every input is an image or a flat folder of them."""
-    from digitlab.formats.image_folder import is_image_file
-
-    files: list[Path] = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_file() and is_image_file(path):
-            files.append(path)
-        elif path.is_dir():
-            entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
-            if not entries or any(entry.is_dir() for entry in entries):
-                return None
-            images = [entry for entry in entries if is_image_file(entry)]
-            if not images:
-                return None
-            files.extend(images)
-        else:
-            return None
-    return files
+PRINTED_FILES = 50  # with an output file, larger batches print only their summary
+UNREADABLE_EXIT = 3  # the output was written, but some files could not be read
 
 
-def _print_reading(reading) -> None:
+def _print_file_reading(result) -> None:
+    path = escape(str(result.path))
+    if not result.readable:
+        console.print(f"{path}: [red]{escape(result.status)}[/red]", highlight=False)
+        return
+    reading = result.reading
     if not reading.found:
-        console.print(f"{reading.source}: no digit found", highlight=False)
+        console.print(f"{path}: no digit found", highlight=False)
         return
     top3 = "  ".join(
         "/".join(f"{digit} {probability:.0%}" for digit, probability in entry.top3) for entry in reading.digits
     )
-    console.print(f"{reading.source}: [bold]{reading.text}[/bold]  confidence {reading.confidence:.1%}   "
+    console.print(f"{path}: [bold]{reading.text}[/bold]  confidence {reading.confidence:.1%}   "
                   f"top-3: {top3}", highlight=False)
+
+
+def _print_batch_summary(results) -> None:
+    from digitlab.batch_reading import label_accuracy, status_counts
+
+    counts = ", ".join(f"{status} {count:,}" for status, count in status_counts(results).items())
+    console.print(f"{len(results):,} files: {counts}", highlight=False)
+    accuracy = label_accuracy(results)
+    if accuracy is not None:
+        right = round(accuracy * len(results))
+        console.print(f"accuracy against the label folders: {accuracy:.2%} ({right:,} of {len(results):,} "
+                      "files read as their folder's digit)", highlight=False)
+
+
+def _read_photos(classifier, files, output: Path | None, multi_digit: bool, workers: int | None,
+                 debug_dir: Path | None, force: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from digitlab.predict import write_readings
+
+    long_batch = len(files) > PRINTED_FILES
+    with Progress(TextColumn("reading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=error_console, transient=True,
+                  disable=not (long_batch and error_console.is_terminal)) as progress:
+        task = progress.add_task("reading", total=len(files))
+        results = classifier.read_many(files, multi_digit, workers, debug_dir,
+                                       on_progress=lambda done, _: progress.update(task, completed=done))
+    if output is None or not long_batch:
+        for result in results:
+            _print_file_reading(result)
+    if output is not None:
+        console.print(f"wrote {escape(str(write_readings(output, results, force)))}", highlight=False)
+    _print_batch_summary(results)
+    if not all(result.readable for result in results):
+        raise typer.Exit(UNREADABLE_EXIT)
 
 
 @app.command("predict")
@@ -500,49 +529,58 @@ def predict_command(
     model: Annotated[Path, typer.Argument(help="A .keras / .h5 / .onnx model file, a run folder or an ensemble folder.")],
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Photos, scans or drawings (files or folders of them), or one data source "
-                       "(Kaggle test.csv, IDX, npz, a folder of 28x28 digits by label)."),
+        typer.Argument(help="Photos, scans or drawings: image files, and folders searched through for them "
+                       "(label folders 0..9 included); or one data source (Kaggle CSV, IDX, npz, or a "
+                       "folder of such files)."),
     ],
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="Photos: .csv or .json of the readings. A data source: CSV of id, "
-                     "label and the 10 probabilities (default predictions.csv)."),
+        typer.Option("--output", "-o", help="Photos: .csv or .json, one entry per file (path, label, status, "
+                     "text, confidence, digits, top3). A data source: CSV of id, label and the 10 "
+                     "probabilities (default predictions.csv)."),
     ] = None,
     single: Annotated[bool, typer.Option("--single", help="Photos hold one digit each: read only the main one.")] = False,
     tta: TtaOption = False,
     debug_dir: Annotated[
-        Optional[Path], typer.Option("--debug-dir", help="Write the 28x28 digits the model saw as PNG.")
+        Optional[Path], typer.Option("--debug-dir", help="Write the 28x28 digits the model saw as PNG "
+                                     "(reads the photos one by one, in this process).")
     ] = None,
     force: ForceOption = False,
     ray: Annotated[bool, typer.Option("--ray", help="Large inputs (folders of images, many CSV / IDX / npz files): "
                                       "predict shard by shard on Ray Data into the folder --output, one "
                                       "part-NNNNN.csv per shard; a stopped run resumes.")] = False,
     ray_address: RayAddressOption = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="With --ray: prediction workers (default: one per CPU).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Processes preparing photos (default: one per CPU); with --ray, prediction workers.")] = None,
     images_per_block: Annotated[
         int, typer.Option(min=1, help="With --ray: images per shard of an image folder.")
     ] = 10_000,
 ) -> None:
-    """Predict digits: each photo's number with confidence and top-3, or every image of a data source."""
+    """Predict digits: each photo's number with confidence and top-3, or every image of a data source.
+
+    Photos: every file is answered, in order (files as given, each folder's by path), with a
+    status: ok, no digit, or unreadable: REASON; a summary follows (with the accuracy when every
+    file lies in a label folder 0..9). Exit status 0 when every file was read, 3 when the output
+    was written but some files were unreadable, 1 when nothing was read (a bad model, an output
+    that exists without --force).
+    """
     if ray or ray_address:
         _predict_on_ray(model, inputs, output or Path("predictions"), ray_address, workers, images_per_block,
                         tta, force)
         return
-    _keras_quietly()
-    from digitlab.classifier import load_model
+    from digitlab.batch_reading import image_files, is_image_input
     from digitlab.outputs import check_new
-    from digitlab.predict import images_to_predict, write_predictions, write_readings
 
-    photos = _photo_files(inputs)
+    photos = image_files(inputs) if all(is_image_input(text) for text in inputs) else None
     if output is not None:
         check_new(output, force)
+    _keras_quietly()
+    from digitlab.classifier import load_model
+    from digitlab.predict import images_to_predict, write_predictions
+
     classifier = load_model(model, tta=tta)
     if photos is not None:
-        readings = [classifier.read(path, multi_digit=not single, debug_dir=debug_dir) for path in photos]
-        for reading in readings:
-            _print_reading(reading)
-        if output is not None:
-            console.print(f"wrote {write_readings(output, readings, force)}")
+        _read_photos(classifier, photos, output, not single, workers, debug_dir, force)
         return
     if len(inputs) != 1:
         raise DigitlabError("give either image files and folders of images, or one data source")

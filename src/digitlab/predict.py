@@ -121,26 +121,43 @@ def submit(
     return load_classifier(model_path).submit(test_source, output_path, force, offline)
 
 
-def write_readings(path: str | Path, readings: list, force: bool = False) -> Path:
-    """Readings of photos as JSON (one object per file) or CSV (one row per digit found).
+READING_COLUMNS = ["path", "label", "status", "text", "confidence", "digits", "top3"]
 
-    The CSV columns are file, text, confidence, position, digit, digit_confidence and the
-    top three digits with their probabilities; a file with no digit has one row with empty
-    digit columns.
+
+def _digit_confidences(reading) -> str:
+    """'2:0.9912 0:0.9850': each digit read, left to right, with its probability."""
+    return " ".join(f"{digit.digit}:{digit.confidence:.4f}" for digit in reading.digits)
+
+
+def _top3(reading) -> str:
+    """'2:0.9912 7:0.0051 3:0.0011|0:0.9850 …': each digit's three likeliest, digits apart by '|'."""
+    return "|".join(
+        " ".join(f"{digit}:{probability:.4f}" for digit, probability in entry.top3) for entry in reading.digits
+    )
+
+
+def write_readings(path: str | Path, results: list, force: bool = False) -> Path:
+    """The readings of image files (`digitlab.batch_reading.FileReading`), one per file, in order.
+
+    `.json`: a list of objects with path, label, status, text, confidence and each digit's
+    details (see `FileReading.as_dict`). Otherwise CSV with the columns path, label (the digit of
+    the folder 0..9 holding the file, else empty), status ("ok", "no digit" or "unreadable:
+    <reason>"), text, confidence (6 decimals; empty when unreadable), digits (each digit with its
+    probability, `2:0.9912 0:0.9850`) and top3 (each digit's three likeliest, `|` between digits).
+    Written whole or not at all; refuses to replace a file unless `force`.
     """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        text = json.dumps([reading.as_dict() for reading in readings], indent=2) + "\n"
+        text = json.dumps([result.as_dict() for result in results], indent=2) + "\n"
         return write_bytes(path, text.encode(), force)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "text", "confidence", "position", "digit", "digit_confidence",
-                     "first", "first_p", "second", "second_p", "third", "third_p"])
-    for reading in readings:
-        if not reading.digits:
-            writer.writerow([reading.source, "", "", "", "", "", "", "", "", "", "", ""])
-        for position, digit in enumerate(reading.digits):
-            top3 = [value for pair in digit.top3 for value in (pair[0], f"{pair[1]:.6f}")]
-            writer.writerow([reading.source, reading.text, f"{reading.confidence:.6f}", position,
-                             digit.digit, f"{digit.confidence:.6f}", *top3])
-    return write_bytes(path, buffer.getvalue().encode(), force)
+    writer.writerow(READING_COLUMNS)
+    for result in results:
+        reading = result.reading
+        confidence = "" if reading is None else f"{reading.confidence:.6f}"
+        details = ("", "") if reading is None else (_digit_confidences(reading), _top3(reading))
+        writer.writerow([result.path, "" if result.label is None else result.label, result.status,
+                         result.text, confidence, *details])
+    # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
+    return write_bytes(path, buffer.getvalue().encode("utf-8", "surrogateescape"), force)

@@ -15,7 +15,7 @@ guessed. `debug_dir` keeps what the model saw, one 28x28 PNG per digit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from digitlab.dataset import IMAGE_SIDE, NUM_CLASSES
 from digitlab.outputs import write_file
 from digitlab.preprocess import ImageSource, Prepared, prepare
 
-__all__ = ["DigitReading", "PredictFunction", "Reading", "read"]
+__all__ = ["DigitReading", "PredictFunction", "Reading", "predict_digits", "read", "reading_from"]
 
 PredictFunction = Callable[[np.ndarray], np.ndarray]
 """uint8 (N, 28, 28) images, white on black, to float (N, 10) probabilities."""
@@ -100,6 +100,12 @@ class Reading:
         }
 
 
+def predict_digits(predict_function: PredictFunction, digits: np.ndarray) -> np.ndarray:
+    """float64 (N, 10): the probabilities `predict_function` gives uint8 (N, 28, 28) `digits`,
+    checked to be one finite row of 10 per digit."""
+    return _checked_probabilities(predict_function(digits), len(digits))
+
+
 def _checked_probabilities(probabilities: Any, count: int) -> np.ndarray:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != (count, NUM_CLASSES):
@@ -118,6 +124,19 @@ def _digit_reading(
     order = np.argsort(-probabilities, kind="stable")
     top3 = [(int(digit), float(probabilities[digit])) for digit in order[:3]]
     return DigitReading(top3[0][0], top3[0][1], top3, box, pixels)
+
+
+def reading_from(
+    source: str,
+    digits: Sequence[np.ndarray],
+    boxes: Sequence[tuple[int, int, int, int]],
+    probabilities: np.ndarray,
+) -> Reading:
+    """The Reading of an image whose prepared `digits` (28x28 each, left to right, with their
+    `boxes`) the model gave `probabilities` (one row per digit)."""
+    return Reading(source, [
+        _digit_reading(row, tuple(box), pixels) for row, box, pixels in zip(probabilities, boxes, digits)
+    ])
 
 
 def _debug_stem(source: ImageSource) -> str:
@@ -159,6 +178,7 @@ def read(
     source: ImageSource,
     multi_digit: bool = True,
     debug_dir: Path | None = None,
+    debug_stem: str | None = None,
 ) -> Reading:
     """Read the digits in an image: a path, the file's bytes or a PIL image.
 
@@ -168,18 +188,15 @@ def read(
     a reading with no digits; the model is not asked. With `debug_dir`, the 28x28 digits the
     model saw are written there as `<stem>-digit-<i>.png` (and 8x larger copies,
     `<stem>-digit-<i>-large.png`), with `<stem>-ink.png`, the ink found and the boxes read,
-    replacing earlier debug files of the same names. Raises DataError for an unreadable image.
+    replacing earlier debug files of the same names; `<stem>` is the file's name without its
+    suffix unless `debug_stem` gives another. Raises DataError for an unreadable image.
     """
     prepared = prepare(source, multi_digit=multi_digit)
-    digits: list[DigitReading] = []
+    probabilities = np.zeros((0, NUM_CLASSES))
     if prepared.digits:
-        images = np.stack(prepared.digits)
-        probabilities = _checked_probabilities(predict_function(images), len(images))
-        digits = [
-            _digit_reading(row, box.as_tuple(), pixels)
-            for row, box, pixels in zip(probabilities, prepared.boxes, prepared.digits)
-        ]
-    reading = Reading(prepared.source, digits)
+        probabilities = predict_digits(predict_function, np.stack(prepared.digits))
+    boxes = [box.as_tuple() for box in prepared.boxes]
+    reading = reading_from(prepared.source, prepared.digits, boxes, probabilities)
     if debug_dir is not None:
-        _write_debug(Path(debug_dir), _debug_stem(source), prepared, reading)
+        _write_debug(Path(debug_dir), debug_stem or _debug_stem(source), prepared, reading)
     return reading

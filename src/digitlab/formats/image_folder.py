@@ -1,8 +1,9 @@
 """Digit images as files: `root/<label>/*.png` (labelled), a flat folder (unlabelled), one file.
 
-Images that are already 28x28 greyscale load as they are. Any other image (a photo, a scan, a
-drawing, a colour or larger image) is prepared as MNIST was made by `digitlab.preprocess`: its
-main digit found, cropped, scaled into 20x20 and centred by centre of mass in 28x28.
+Images that are already 28x28 greyscale with light ink on a dark background load as they are.
+Any other image (a photo, a scan, a drawing, a colour or larger image, or a 28x28 one of dark ink
+on light paper) is prepared as MNIST was made by `digitlab.preprocess`: its main digit found,
+cropped, scaled into 20x20 and centred by centre of mass in 28x28.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ def is_image_file(path: Path) -> bool:
 def read_image(path: str | Path) -> np.ndarray:
     """One image file as uint8 (28, 28), white ink on black.
 
-    A 28x28 greyscale image loads exactly as it is. Any other image is prepared as MNIST was
-    made (`digitlab.preprocess.prepare`, one digit: the largest, with its pieces); an image in
-    which no digit is found raises DataError "no digit found".
+    A 28x28 greyscale image of light ink on a dark background loads exactly as it is. Any other
+    image, dark ink on light paper included, is prepared as MNIST was made
+    (`digitlab.preprocess.prepare`, one digit: the largest, with its pieces); an image in which
+    no digit is found raises DataError "no digit found".
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -40,7 +42,7 @@ def read_image(path: str | Path) -> np.ndarray:
             if image.size == (IMAGE_SIDE, IMAGE_SIDE):
                 image.load()
                 pixels = _grey_as_is(image)
-                if pixels is not None:
+                if pixels is not None and not _is_dark_on_light(pixels):
                     return pixels
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
@@ -83,6 +85,11 @@ def _grey_as_is(image) -> np.ndarray | None:
     return None
 
 
+def _is_dark_on_light(pixels: np.ndarray) -> bool:
+    """Whether three quarters of the image or more are light: paper, with the ink dark on it."""
+    return bool(np.percentile(pixels, 25) >= 128)
+
+
 def _prepared_digit(path: Path) -> np.ndarray:
     from digitlab.preprocess import prepare
 
@@ -105,7 +112,8 @@ def _read_many(paths: list[Path]) -> np.ndarray:
         return np.stack(list(pool.map(read_image, paths)))
 
 
-def _visible_entries(folder: Path) -> list[Path]:
+def visible_entries(folder: Path) -> list[Path]:
+    """The folder's entries, sorted, hidden ones (names starting with '.') left out."""
     try:
         return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
     except OSError as error:
@@ -116,7 +124,7 @@ def ordered_files(folder: str | Path) -> tuple[list[Path], np.ndarray | None]:
     """The image files of a labelled folder (subfolders 0..9) or a flat folder, in the order
     `read_folder` reads them, with their labels (None for a flat folder)."""
     folder = Path(folder)
-    entries = _visible_entries(folder)
+    entries = visible_entries(folder)
     subfolders = [entry for entry in entries if entry.is_dir()]
     images = [entry for entry in entries if entry.is_file() and is_image_file(entry)]
     if subfolders:
@@ -132,7 +140,7 @@ def ordered_files(folder: str | Path) -> tuple[list[Path], np.ndarray | None]:
         labelled = [
             (path, int(subfolder.name))
             for subfolder in subfolders
-            for path in _visible_entries(subfolder)
+            for path in visible_entries(subfolder)
             if path.is_file() and is_image_file(path)
         ]
         if not labelled:
