@@ -17,8 +17,12 @@ Five kinds of capture, each written to an image file in memory and read back thr
   or a form's box around the digit, saved as JPEG.
 
 Each is printed next to a naive baseline (the image resized to 28x28, inverted if light) and,
-for MNIST's kinds, the model on the same 28x28 test digits given directly. A reading counts as
-right only when it is exactly the one right digit: no digit or two digits are wrong.
+for MNIST's kinds, the model on the same 28x28 digits given directly. A reading counts as right
+only when it is exactly the one right digit: no digit or two digits are wrong.
+
+`--digits test` (the default) renders MNIST's test digits: the figures to report. Options are
+chosen with `--digits validation` instead: the run's own validation split, MNIST training
+digits the model never trained on, so the test set never steers a choice.
 """
 
 from __future__ import annotations
@@ -192,11 +196,23 @@ def read_captures(pool, predict, kind: str, items: np.ndarray, seed: int) -> dic
     return {"read": read, "naive": naive, "none": counts == 0, "several": counts > 1}
 
 
+def _validation_split(run: str):
+    """The validation split a training run held out, drawn again from its config.toml."""
+    from pathlib import Path
+
+    from digitlab.training import prepare_data, run_config
+
+    path = Path(run)
+    return prepare_data(run_config(path if path.is_dir() else path.parent)).validation
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a .keras file or a training run folder")
     parser.add_argument("--limit", type=int, default=2_000, help="MNIST test digits per kind (default 2,000)")
     parser.add_argument("--kinds", default=",".join(["sklearn-8x8", *MNIST_CAPTURES]))
+    parser.add_argument("--digits", choices=["test", "validation"], default="test",
+                        help="MNIST digits to render: the test set, or the run's validation split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     arguments = parser.parse_args()
@@ -206,13 +222,14 @@ def main() -> None:
 
     classifier = digitlab.load_model(arguments.model)
     predict = classifier.predict_function
-    test = digitlab.load("mnist:test")
-    count = min(arguments.limit, len(test))
-    images, labels = test.images[:count], test.labels[:count]
+    digits = digitlab.load("mnist:test") if arguments.digits == "test" else _validation_split(arguments.model)
+    count = min(arguments.limit, len(digits))
+    images, labels = digits.images[:count], digits.labels[:count]
     direct = predict(images).argmax(axis=1) == labels
     sklearn = load_digits()
 
-    print(f"model {arguments.model}; MNIST test digits given directly: {direct.mean():.2%} of {count:,}")
+    print(f"model {arguments.model}; MNIST {arguments.digits} digits given directly: "
+          f"{direct.mean():.2%} of {count:,}")
     print(f"{'kind':<14} {'images':>7} {'read':>8} {'naive':>8} {'direct':>8} {'no digit':>9} {'split':>6}")
     with ProcessPoolExecutor(arguments.workers, mp_context=get_context("spawn")) as pool:
         for kind in arguments.kinds.split(","):

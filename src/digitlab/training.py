@@ -294,6 +294,16 @@ def train(
     return _train(config, None, None, offline, verbose, callbacks)
 
 
+def run_config(folder: Path) -> TrainingConfig:
+    """The configuration a run folder was trained with: its config.toml, library versions aside."""
+    config_path = Path(folder) / "config.toml"
+    settings = read_toml(config_path)
+    settings.pop("versions", None)
+    config = apply(TrainingConfig(), settings, str(config_path))
+    config.validate()
+    return config
+
+
 def resume(
     run_dir: str | Path, offline: bool = False, verbose: int | None = None, callbacks: list | None = None
 ) -> Run:
@@ -317,10 +327,7 @@ def resume(
             f"{folder} has no checkpoint ({last}): it stopped before its first epoch ended; "
             f"start it again with: digitlab train --config {config_path}"
         )
-    settings = read_toml(config_path)
-    settings.pop("versions", None)
-    config = apply(TrainingConfig(), settings, str(config_path))
-    config.validate()
+    config = run_config(folder)
     return _train(config, folder, checkpoints.load(last), offline, verbose, callbacks)
 
 
