@@ -431,8 +431,9 @@ CONFIG_CASES = [
     ({"overrides": {"epoch": 3}}, r"^option: unknown key 'epoch'; known keys: recipe, data, "),
     ({"recipe": "kerass-example"}, r"^unknown recipe 'kerass-example'; recipes: .*keras-example"),
     ({"config_file": "bogus.toml"}, r"bogus.toml: unknown key 'bogus'; known keys: "),
-    ({"config_file": "augment.toml"}, r"augment.toml: unknown augmentation key 'rotaton'; known: height_shift, "
-                                      r"rotation, width_shift, zoom$"),
+    ({"config_file": "augment.toml"}, r"augment.toml: unknown augmentation key 'rotaton'; known: binarise, blur, "
+                                      r"elastic, elastic_smoothness, faint, height_shift, low_resolution, probability, "
+                                      r"rotation, slant, stretch, stroke_width, width_shift, zoom$"),
     ({"config_file": "broken.toml"}, r"broken.toml: not valid TOML \("),
     ({"overrides": {"epochs": 0}}, r"^epochs must be a positive number, got 0$"),
     ({"overrides": {"learning_rate": -1.0}}, r"^learning_rate must be a positive number, got -1.0$"),

@@ -105,7 +105,7 @@ def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, ex
     assert np.array_equal(load_model(run.path).predict(images, verbose=0), run.model.predict(images, verbose=0))
 
 
-@pytest.mark.parametrize("name", ["accurate", "fast", "keras-example", "three-conv-batchnorm", "four-conv-augmented"])
+@pytest.mark.parametrize("name", ["accurate", "fast", "handwriting", "keras-example", "three-conv-batchnorm", "four-conv-augmented"])
 def test_shipped_recipe_is_valid_and_builds_its_model(name):
     from digitlab import models
     from digitlab.config import recipe_names

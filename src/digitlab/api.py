@@ -83,7 +83,10 @@ def train(
         batch_size       images per batch
         optimizer        "adam", "adamw", "rmsprop" or "sgd", with learning_rate
         schedule         "constant", "exponential" (decay_rate), "plateau", "cosine", "one-cycle"
-        augmentation     a dict of rotation (degrees), zoom, width_shift, height_shift (fractions)
+        augmentation     a dict of rotation (degrees), zoom, width_shift, height_shift (fractions),
+                         and other writers' and captures' changes, each on a `probability` share
+                         of the images: stroke_width, stretch, slant, elastic, low_resolution,
+                         binarise, blur, faint (see digitlab.config.Augmentation)
         validation       a fraction (0.1), a count (5000) or a source of its own
         train_limit      train on a stratified subset of this many images
         deterministic    bit-identical results for the same seed and data (somewhat slower)

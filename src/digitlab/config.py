@@ -25,16 +25,68 @@ class ConfigError(DigitlabError, ValueError):
 
 @dataclass
 class Augmentation:
-    """On-the-fly random changes to each training image (off when all are 0)."""
+    """On-the-fly random changes to training images (off when all strengths are 0).
+
+    Rotation, zoom and shifts move every image. The other writers' and captures' changes (see
+    `digitlab.augment`) each change a random `probability` share of the images, each image with
+    a random strength up to the option's value.
+    """
 
     rotation: float = 0.0  # degrees, either way
     zoom: float = 0.0  # fraction, in or out
     width_shift: float = 0.0  # fraction of the width
     height_shift: float = 0.0  # fraction of the height
+    stroke_width: float = 0.0  # pixels thicker, or up to half as many thinner
+    stretch: float = 0.0  # the box toward a square (1: all the way), or its shorter side up to half this narrower
+    slant: float = 0.0  # degrees of shear, either way
+    elastic: float = 0.0  # pixels: standard deviation of a smooth random displacement
+    elastic_smoothness: float = 4.0  # pixels: the displacement field's Gaussian sigma
+    low_resolution: float = 0.0  # pixels across the digit's box at the smallest capture (MNIST's: 20)
+    binarise: float = 0.0  # thresholded at half the peak, give or take this share of it
+    blur: float = 0.0  # pixels: the largest Gaussian sigma
+    faint: float = 0.0  # faint, grainy ink: the largest strength, up to 1
+    probability: float = 0.5  # share of images each of the changes above is applied to
 
     @property
     def active(self) -> bool:
-        return any((self.rotation, self.zoom, self.width_shift, self.height_shift))
+        return any(getattr(self, name) for name in AUGMENTATION_RANGES)
+
+    def validate(self) -> None:
+        """Refuse a value outside its range, naming the option."""
+        for name, (lowest, highest, highest_allowed) in AUGMENTATION_RANGES.items():
+            value = getattr(self, name)
+            inside = lowest <= value <= highest if highest_allowed else lowest <= value < highest
+            if value != 0 and not inside:
+                interval = f"[{lowest}, {highest}{']' if highest_allowed else ')'}"
+                raise ConfigError(
+                    f"augmentation.{name} must be {'0 (off) or in ' if lowest else 'in '}{interval}, got {value}"
+                )
+        lowest, highest = ELASTIC_SMOOTHNESS_RANGE
+        if not lowest <= self.elastic_smoothness <= highest:
+            raise ConfigError(
+                f"augmentation.elastic_smoothness must be in [{lowest}, {highest}], got {self.elastic_smoothness}"
+            )
+        if not 0 < self.probability <= 1:
+            raise ConfigError(f"augmentation.probability must be in (0, 1], got {self.probability}")
+
+
+# Each strength's values besides 0 (off): (lowest, highest, whether highest itself is allowed).
+AUGMENTATION_RANGES = {
+    "rotation": (0, 180, False),
+    "zoom": (0, 1, False),
+    "width_shift": (0, 1, False),
+    "height_shift": (0, 1, False),
+    "stroke_width": (0, 6, False),
+    "stretch": (0, 1, True),
+    "slant": (0, 60, False),
+    "elastic": (0, 8, False),
+    "low_resolution": (4, 20, False),
+    "binarise": (0, 0.5, False),
+    "blur": (0, 4, False),
+    "faint": (0, 1, True),
+}
+# Pixels: below 1 the field is noise from pixel to pixel; above 14 (half the image) it only moves the digit.
+ELASTIC_SMOOTHNESS_RANGE = (1, 14)
 
 
 @dataclass
@@ -119,11 +171,7 @@ class TrainingConfig:
             raise ConfigError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
         if not 0.0 < self.plateau_factor < 1.0:
             raise ConfigError(f"plateau_factor must be in (0, 1), got {self.plateau_factor}")
-        for name in ("rotation", "zoom", "width_shift", "height_shift"):
-            value = getattr(self.augmentation, name)
-            limit = 180 if name == "rotation" else 1
-            if not 0 <= value < limit:
-                raise ConfigError(f"augmentation.{name} must be in [0, {limit}), got {value}")
+        self.augmentation.validate()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -34,6 +34,30 @@ def augmenter(augmentation: Augmentation, seed: int):
     return keras.Sequential(steps, name="augmentation")
 
 
+def batch_augmenter(augmentation: Augmentation, seed: int):
+    """A function (uint8 images (N, 28, 28), the batch's index) -> the images augmented, uint8.
+
+    It runs the writers' changes (`digitlab.augment`), then rotation, zoom and shifts, then the
+    captures' changes. The writers' and captures' changes draw from (seed, batch index), so a
+    batch's are the same whatever order the batches are augmented in.
+    """
+    import tensorflow as tf
+
+    from digitlab.augment import capture_changes, writer_changes
+
+    layer_stack = augmenter(augmentation, seed)
+
+    def augment(images, batch_index):
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(batch_index, tf.int64)])
+        floats = writer_changes(tf.cast(images, tf.float32), augmentation, batch_seed)
+        if layer_stack.layers:
+            floats = layer_stack(floats[..., None], training=True)[..., 0]
+        changed = capture_changes(floats, augmentation, batch_seed)
+        return tf.cast(tf.round(tf.clip_by_value(changed, 0.0, 255.0)), tf.uint8)
+
+    return augment
+
+
 def batches(
     dataset: Dataset,
     batch_size: int,
@@ -52,14 +76,11 @@ def batches(
         data = data.shuffle(len(dataset), seed=seed, reshuffle_each_iteration=True).repeat()
     data = data.batch(batch_size)
     if training and augmentation is not None and augmentation.active:
-        layer_stack = augmenter(augmentation, seed)
-
-        def augment(images, targets):
-            floats = tf.cast(images, tf.float32)[..., None]
-            changed = layer_stack(floats, training=True)[..., 0]
-            return tf.cast(tf.round(tf.clip_by_value(changed, 0.0, 255.0)), tf.uint8), targets
-
-        data = data.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        augment = batch_augmenter(augmentation, seed)
+        data = data.enumerate().map(
+            lambda batch_index, batch: (augment(batch[0], batch_index), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return data.prefetch(tf.data.AUTOTUNE)
 
 
