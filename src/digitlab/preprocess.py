@@ -85,9 +85,9 @@ FRAGMENT_REACH = 0.3  # fragments this near a digit (share of line height) join 
 ONE_DIGIT_ASPECT = 1.0  # pieces together no wider than tall are one digit...
 DIGIT_GAP = 0.15  # ...unless full-height ones stand apart by this share of the height (an 11)
 LINE_SPAN = 0.9  # ruled lines run across this share of the image...
-LINE_OVERHANG = 0.1  # ...past the digits by this share of it at both ends...
+LINE_OVERHANG = 0.1  # ...past the digits by this share of it at one end, and not short of them...
+LINE_SHORTFALL = 0.02  # ...by more than this share at the other (a digit touching the edge)...
 LINE_WIDTH = 0.75  # ...and no thicker than this share of the handwriting's strokes
-LINE_SHAPE = 3.0  # pieces this many times longer than wide are lines or dashes, not digits
 SINGLE_REACH = 0.3
 # Bounds on the work per image: the largest pieces of ink looked at, and digits read.
 MAX_PIECES = 300
@@ -748,8 +748,9 @@ def _background_pieces(pieces: _Components, shape: tuple[int, int]) -> np.ndarra
     at_edge = contact > 0
     sides = np.maximum(pieces.bottoms - pieces.tops, pieces.rights - pieces.lefts)
     thinnest = np.minimum(pieces.bottoms - pieces.tops, pieces.rights - pieces.lefts)
-    # Pieces of digits inside, not specks or the dashes of a faint ruled line.
-    inside = ~at_edge & ~background & (sides >= _min_digit_side(shape)) & (sides <= LINE_SHAPE * thinnest)
+    # Digits inside: shapes at least two strokes across both ways, not specks, lone strokes or
+    # the dashes of a faint ruled line.
+    inside = ~at_edge & ~background & (sides >= _min_digit_side(shape)) & (thinnest >= 2 * widths)
     if inside.any():
         background |= at_edge & (widths > EDGE_BLOB_WIDTH * widths[inside].max())
     return background
@@ -770,10 +771,10 @@ def _runs(mask: np.ndarray, axis: int, gap: int, length: int) -> np.ndarray:
 
 def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     """The pixels of ruled lines and printed boxes: straight runs across nearly the whole image,
-    thinner than the handwriting's strokes, that reach well past the rest of the ink at both
-    ends, or that stand along the image's rim with another such line (a box). A digit's own
-    bar, such as a tight 7's, ends where the digit does, is as thick as its other strokes and
-    has no partner along the opposite rim."""
+    thinner than the handwriting's strokes, that reach as far as the rest of the ink at both
+    ends and well past it at one, or that stand along the image's rim with another such line
+    (a box). A digit's own bar, such as a tight 7's, is as thick as its other strokes and has
+    no partner along the opposite rim."""
     height, width = mask.shape
     lines = np.zeros_like(mask)
     if min(height, width) < SMALL_SIDE:
@@ -789,7 +790,7 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     rest_pieces = _components(rest)
     thickest = max(LINE_WIDTH * _stroke_width(_chosen(rest_pieces, [int(np.argmax(rest_pieces.areas))])), 2.0)
     rows, columns = bounds
-    reaching, along_rim = [], []
+    reaching, along_rim, rim_reaching = [], [], 0
     for runs, axis, (start, stop) in ((across, 1, (columns.start, columns.stop)), (down, 0, (rows.start, rows.stop))):
         size, other_size = mask.shape[axis], mask.shape[1 - axis]
         labels, _ = ndimage.label(runs)
@@ -797,11 +798,14 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
             line = labels[box] == index
             if line.sum() / (box[axis].stop - box[axis].start) > thickest:
                 continue
-            if box[axis].start <= start - LINE_OVERHANG * size and box[axis].stop >= stop + LINE_OVERHANG * size:
+            before, after = start - box[axis].start, box[axis].stop - stop
+            at_rim = box[1 - axis].start < LINE_OVERHANG * other_size or box[1 - axis].stop > (1 - LINE_OVERHANG) * other_size
+            if min(before, after) >= -LINE_SHORTFALL * size and max(before, after) >= LINE_OVERHANG * size:
                 reaching.append((box, line))
-            elif box[1 - axis].start < LINE_OVERHANG * other_size or box[1 - axis].stop > (1 - LINE_OVERHANG) * other_size:
+                rim_reaching += at_rim
+            elif at_rim:
                 along_rim.append((box, line))
-    for box, line in reaching + (along_rim if len(along_rim) >= 2 else []):
+    for box, line in reaching + (along_rim if len(along_rim) + rim_reaching >= 2 else []):
         lines[box] |= line
     return lines
 
