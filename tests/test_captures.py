@@ -144,3 +144,21 @@ def test_bold_binary_ink_covering_half_the_image_is_still_the_ink():
     ink_rows, ink_columns = np.flatnonzero(prepared.any(1)), np.flatnonzero(prepared.any(0))
     box = prepared[ink_rows[0] : ink_rows[-1] + 1, ink_columns[0] : ink_columns[-1] + 1].astype(float)
     assert box[:3, -3:].mean() > 200 and box[:3, :3].mean() < 50  # ink at top right, paper at top left
+
+
+@pytest.mark.mnist
+def test_numbers_photographed_keep_their_digit_count(mnist_folder):
+    """MNIST's digits written across a photo, close together: line finding must not cut them."""
+    from digitlab.sources import load
+    from tests.test_preprocess import photo_of, strip_of
+
+    test = load(mnist_folder, "test")
+    generator = np.random.default_rng(0)
+    wrong = []
+    for seed in range(30):
+        chosen = generator.choice(len(test), size=int(generator.integers(3, 7)), replace=False)
+        photo = photo_of(strip_of(list(test.images[chosen]), gap=int(generator.integers(3, 9))),
+                         factor=float(generator.uniform(4, 10)), seed=seed)
+        if len(prepare(photo).digits) != len(chosen):
+            wrong.append(seed)
+    assert len(wrong) <= 1, f"numbers read with the wrong count of digits: seeds {wrong}"

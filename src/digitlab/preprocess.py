@@ -779,8 +779,9 @@ def _ruled_lines(mask: np.ndarray) -> np.ndarray:
     lines = np.zeros_like(mask)
     if min(height, width) < SMALL_SIDE:
         return lines
-    # Faint printed lines come out dashed: gaps up to a few pixels are closed first.
-    gap = max(3, max(height, width) // 10)
+    # Faint printed lines can come out dashed: gaps of a few pixels are closed first (wider
+    # ones would bridge the digits of a number written across the image).
+    gap = max(3, max(height, width) // 40)
     across = _runs(mask, 1, gap, math.ceil(LINE_SPAN * width))
     down = _runs(mask, 0, gap, math.ceil(LINE_SPAN * height))
     rest = mask & ~(across | down)
