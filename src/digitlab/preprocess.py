@@ -561,8 +561,6 @@ def _paper_noise(contrast: np.ndarray) -> float:
     paper = sample[sample <= 0]
     if paper.size < 0.05 * sample.size:
         return _noise(sample)
-    # The spread about the median serves when the fitted paper lies off the true one (dense
-    # writing fools the fit) and ink is a minority; whichever is smaller is the noise.
     return min(_median(-paper) / 0.6745, _noise(sample))
 
 
@@ -598,7 +596,10 @@ def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     contrast = contrast.astype(np.float32)
     # Photos are smoothed a little before the ink is judged; small clean images are left alone.
     smoothed = _gaussian_blur(contrast, max(height, width) / 700)
-    noise = _paper_noise(smoothed)
+    # A small crop's paper is one flat level, so its noise shows on the paper's side alone; in
+    # a larger image the fitted surface only approaches the paper, and the spread about the
+    # median is the safer measure.
+    noise = _paper_noise(smoothed) if min(height, width) < SMALL_SIDE else _noise(smoothed)
     clear = max(NOISE_SIGMAS * noise, MIN_CONTRAST)
     clearly_ink = smoothed > clear
     nothing = np.zeros(grey.shape, dtype=np.float32)
