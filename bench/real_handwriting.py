@@ -196,6 +196,40 @@ def read_captures(pool, predict, kind: str, items: np.ndarray, seed: int) -> dic
     return {"read": read, "naive": naive, "none": counts == 0, "several": counts > 1}
 
 
+def draw_captures(path: str, mnist, sklearn, seed: int) -> None:
+    """A PNG of six captures of each kind, each followed by the 28x28 digit prepared from it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from digitlab.preprocess import prepare
+
+    generator = np.random.default_rng(seed)
+    kinds = [("scikit-learn 8x8", None), *MNIST_CAPTURES.items()]
+    figure, axes = plt.subplots(len(kinds), 12, figsize=(12, 1.15 * len(kinds)))
+    for row, (name, render) in enumerate(kinds):
+        for column in range(6):
+            index = row * 6 + column
+            if render is None:
+                data = sklearn_8(sklearn.images[index], generator)
+            else:
+                data = render(mnist.images[index].astype(np.float32) / 255, generator)
+            digits = prepare(data).digits
+            axes[row, 2 * column].imshow(Image.open(io.BytesIO(data)).convert("RGB"), interpolation="nearest")
+            axes[row, 2 * column + 1].imshow(digits[0] if digits else np.zeros((28, 28)), cmap="gray",
+                                             interpolation="nearest")
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    for axis in axes.ravel():
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle("Each capture, then the 28x28 digit digitlab prepares from it", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    print(f"wrote {path}")
+
+
 def _validation_split(run: str):
     """The validation split a training run held out, drawn again from its config.toml."""
     from pathlib import Path
@@ -214,6 +248,7 @@ def main() -> None:
     parser.add_argument("--digits", choices=["test", "validation"], default="test",
                         help="MNIST digits to render: the test set, or the run's validation split")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--picture", help="also draw some captures and what preparation makes of them, to this PNG")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     arguments = parser.parse_args()
 
@@ -228,6 +263,8 @@ def main() -> None:
     direct = predict(images).argmax(axis=1) == labels
     sklearn = load_digits()
 
+    if arguments.picture:
+        draw_captures(arguments.picture, digits, sklearn, arguments.seed)
     print(f"model {arguments.model}; MNIST {arguments.digits} digits given directly: "
           f"{direct.mean():.2%} of {count:,}")
     print(f"{'kind':<14} {'images':>7} {'read':>8} {'naive':>8} {'direct':>8} {'no digit':>9} {'split':>6}")
