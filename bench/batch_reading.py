@@ -1,7 +1,7 @@
 """How fast `digitlab predict` reads folders of image files, against reading them one at a time.
 
 Run: DIGITLAB_DATA=../shared/data/mnist python bench/batch_reading.py [--model RUN] [--scans 10000]
-     [--photos 200] [--workers N] [--seed S]
+     [--photos 1000] [--workers N] [--seed S]
 
 Two folders are generated with a fixed seed in a temporary folder, from MNIST's test digits,
 in label folders 0..9:
@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a model file or run folder (default: an untrained fast-convnet)")
     parser.add_argument("--scans", type=int, default=10_000, help="small scans generated (default 10,000)")
-    parser.add_argument("--photos", type=int, default=200, help="1600x1200 photos generated (default 200)")
+    parser.add_argument("--photos", type=int, default=1_000, help="1600x1200 photos generated (default 1,000)")
     parser.add_argument("--baseline-scans", type=int, default=500, help="scans read one at a time (500)")
     parser.add_argument("--baseline-photos", type=int, default=30, help="photos read one at a time (30)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
