@@ -379,11 +379,11 @@ def _components(mask: np.ndarray) -> _Components:
     return _Components(labels.astype(np.int32, copy=False), count, areas, tops, lefts, bottoms, rights)
 
 
-def _chosen(pieces: _Components, indices) -> np.ndarray:
-    """The mask of the pieces with these (0-based) indices."""
+def _chosen(pieces: _Components, indices, window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """The mask of the pieces with these (0-based) indices, over the whole image or a window of it."""
     wanted = np.zeros(pieces.count + 1, dtype=bool)
     wanted[np.asarray(indices, dtype=np.int64) + 1] = True
-    return wanted[pieces.labels]
+    return wanted[pieces.labels if window is None else pieces.labels[window]]
 
 
 def _perimeters(pieces: _Components) -> np.ndarray:
@@ -884,7 +884,7 @@ def segment(ink: np.ndarray, multi_digit: bool = True) -> list[Box]:
     groups.sort(key=lambda group: (group.left + group.right, group.top))
     boxes = []
     for group in groups:
-        mask = _chosen(pieces, group.members)[group.top : group.bottom, group.left : group.right]
+        mask = _chosen(pieces, group.members, (slice(group.top, group.bottom), slice(group.left, group.right)))
         boxes.append(Box(group.left, group.top, group.right, group.bottom, mask))
     return boxes
 
