@@ -467,3 +467,41 @@ def test_a_28x28_image_not_in_mnist_form_is_prepared(originals, change):
     assert len(prepared.digits) == 1
     assert not np.array_equal(prepared.digits[0], np.asarray(image))
     assert_recovers(prepared.digits[0], digit, correlation=0.95)  # centred, white on black
+
+
+def small_grey_scan(original: np.ndarray) -> Image.Image:
+    """An MNIST digit as a tight 20x24 grey scan, dark on light."""
+    return Image.fromarray(255 - original).crop((4, 2, 24, 26))
+
+
+def test_grey_png_scans_read_the_same_as_through_pillow(tmp_path, originals):
+    for digit, original in list(originals.items())[:4]:
+        scan = small_grey_scan(original)
+        path = tmp_path / f"{digit}.png"
+        scan.save(path)
+        from_file, from_pillow = prepare(path), prepare(Image.open(path))
+        assert [box.as_tuple() for box in from_file.boxes] == [box.as_tuple() for box in from_pillow.boxes]
+        assert np.array_equal(np.stack(from_file.digits), np.stack(from_pillow.digits))
+        assert_recovers(from_file.digits[0], original)
+
+
+def test_grey_pngs_with_transparency_or_exif_read_as_through_pillow(tmp_path, originals):
+    scan = small_grey_scan(originals[3])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: shown a quarter turn clockwise
+    for name, options in (("transparent.png", {"transparency": 255}), ("turned.png", {"exif": exif})):
+        path = tmp_path / name
+        scan.save(path, **options)
+        from_file, from_pillow = prepare(path), prepare(Image.open(path))
+        assert from_file.size == from_pillow.size
+        assert np.array_equal(np.stack(from_file.digits), np.stack(from_pillow.digits))
+    assert prepare(tmp_path / "turned.png").size == (scan.height, scan.width)
+
+
+def test_a_damaged_grey_png_is_named(tmp_path, originals):
+    buffer = io.BytesIO()
+    small_grey_scan(originals[5]).save(buffer, format="PNG")
+    path = tmp_path / "cut-short.png"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(DataError, match="cut-short.png"):
+        prepare(path)

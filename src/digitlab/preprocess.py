@@ -20,6 +20,9 @@ the same way, here, whether it comes from `digitlab predict`, an image folder or
    scaled into 20x20 and centred by centre of mass in 28x28, uint8 white on black.
 
 `prepare` runs all four. A 28x28 image that is already MNIST-style comes out as it went in.
+Filters come from scipy.ndimage; decoding plain grey PNGs, connected components and dilation
+from OpenCV, about ten times faster on the small scans that batch reading goes through by the
+thousand (see bench/batch_reading.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -293,6 +297,41 @@ def _flatten(image: Image.Image, source: ImageSource) -> Image.Image:
     return Image.fromarray(np.round(grey * 255).astype(np.uint8), "L")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLAIN_GREY_PNG_MAX_BYTES = 1 << 20  # larger files go through Pillow, whose decoding costs little beside them
+
+
+def _plain_grey_png(source: ImageSource) -> np.ndarray | None:
+    """The pixels of an 8-bit grey PNG of at most WORK_SIDE pixels a side with no transparency,
+    EXIF block or animation, the usual form of a scanned digit, decoded by OpenCV (several times faster than Pillow on small
+    files, the same pixels); None for anything else, which `open_image` reads."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, Path)):
+        try:
+            path = Path(source)
+            if path.stat().st_size > PLAIN_GREY_PNG_MAX_BYTES:
+                return None
+            data = path.read_bytes()
+        except OSError:
+            return None  # Pillow names what is wrong
+    else:
+        return None
+    # The header chunk: width, height, bit depth 8, colour type 0 (grey).
+    if len(data) > PLAIN_GREY_PNG_MAX_BYTES or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    if data[24] != 8 or data[25] != 0 or any(chunk in data for chunk in (b"tRNS", b"eXIf", b"acTL")):
+        return None
+    size = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
+    if max(size) > WORK_SIDE:
+        return None  # reduced by Pillow first
+    _check_pixel_count(size, source)
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.ndim != 2 or pixels.dtype != np.uint8:
+        return None  # damaged: Pillow names what is wrong
+    return pixels
+
+
 def open_image(source: ImageSource) -> Image.Image:
     """Open any common image as 8-bit grey ("L"): PNG, JPEG, BMP, WebP, TIFF, GIF (first frame).
 
@@ -325,15 +364,17 @@ def _gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation by a (2 * radius + 1) square."""
+    """Binary dilation by a (2 * radius + 1) square, nothing beyond the image's edge."""
     if radius <= 0:
         return mask.copy()
-    return ndimage.maximum_filter(mask, size=2 * radius + 1, mode="constant", cval=False)
+    square = np.ones((2 * radius + 1, 2 * radius + 1), dtype=np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), square, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
 
 
 def _grey_dilate(values: np.ndarray, radius: int) -> np.ndarray:
-    """Grey-level dilation (a max filter) by a (2 * radius + 1) square."""
-    return ndimage.maximum_filter(values, size=2 * radius + 1, mode="nearest")
+    """Grey-level dilation (a max filter) by a (2 * radius + 1) square, edges repeated."""
+    square = np.ones((2 * radius + 1, 2 * radius + 1), dtype=np.uint8)
+    return cv2.dilate(np.ascontiguousarray(values, dtype=np.float32), square, borderType=cv2.BORDER_REPLICATE)
 
 
 def _resize(
@@ -368,15 +409,14 @@ class _Components:
 
 
 def _components(mask: np.ndarray) -> _Components:
-    """Label the 8-connected components of a boolean mask."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
-    boxes = ndimage.find_objects(labels, max_label=count)
-    tops = np.array([box[0].start for box in boxes], dtype=np.int64)
-    bottoms = np.array([box[0].stop for box in boxes], dtype=np.int64)
-    lefts = np.array([box[1].start for box in boxes], dtype=np.int64)
-    rights = np.array([box[1].stop for box in boxes], dtype=np.int64)
-    return _Components(labels.astype(np.int32, copy=False), count, areas, tops, lefts, bottoms, rights)
+    """Label the 8-connected components of a boolean mask (OpenCV: labels, boxes and areas in
+    one pass, about ten times faster than scipy.ndimage.label and find_objects)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        np.ascontiguousarray(mask, dtype=np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    stats = stats[1:].astype(np.int64)
+    lefts, tops = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    rights, bottoms = lefts + stats[:, cv2.CC_STAT_WIDTH], tops + stats[:, cv2.CC_STAT_HEIGHT]
+    return _Components(labels, count - 1, stats[:, cv2.CC_STAT_AREA], tops, lefts, bottoms, rights)
 
 
 def _chosen(pieces: _Components, indices, window: tuple[slice, slice] | None = None) -> np.ndarray:
@@ -387,14 +427,15 @@ def _chosen(pieces: _Components, indices, window: tuple[slice, slice] | None = N
 
 
 def _perimeters(pieces: _Components) -> np.ndarray:
-    """Each component's perimeter: the pixel edges between it and anything else."""
-    padded = np.pad(pieces.labels, 1)
-    perimeters = np.zeros(pieces.count + 1, dtype=np.int64)
-    for first, second in ((padded[:-1], padded[1:]), (padded[:, :-1], padded[:, 1:])):
+    """Each component's perimeter: the pixel edges between it and anything else, the image's
+    border included."""
+    labels, size = pieces.labels, pieces.count + 1
+    perimeters = np.zeros(size, dtype=np.int64)
+    for first, second in ((labels[:-1], labels[1:]), (labels[:, :-1], labels[:, 1:])):
         edge = first != second
-        perimeters += np.bincount(first[edge], minlength=pieces.count + 1)
-        perimeters += np.bincount(second[edge], minlength=pieces.count + 1)
-    return perimeters[1:]
+        perimeters += np.bincount(first[edge], minlength=size) + np.bincount(second[edge], minlength=size)
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return (perimeters + np.bincount(border, minlength=size))[1:]
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -532,6 +573,19 @@ def _background(grey: np.ndarray, known: np.ndarray | None = None) -> np.ndarray
     return np.clip(surface, 0.0, 1.0).astype(np.float32)
 
 
+def _percentile(values: np.ndarray, percent: float) -> float:
+    """np.percentile's linear interpolation, by partial sorting (np.percentile sorts and checks
+    far more than one level of a small image needs)."""
+    values = np.ravel(values)
+    position = percent / 100 * (values.size - 1)
+    below = int(position)
+    above = min(below + 1, values.size - 1)
+    ordered = np.partition(values, [below, above])
+    fraction = position - below
+    low, high = float(ordered[below]), float(ordered[above])
+    return low + (high - low) * fraction if fraction < 0.5 else high - (high - low) * (1 - fraction)
+
+
 def _median(values: np.ndarray) -> float:
     """The median (the upper of the middle two for an even count): a robust level or spread,
     found by partial sorting without np.median's checks, several times a small image."""
@@ -605,7 +659,7 @@ def to_grey_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     nothing = np.zeros(grey.shape, dtype=np.float32)
     if clearly_ink.sum() < 3:
         return nothing
-    full = float(np.percentile(smoothed[clearly_ink], FULL_INK_PERCENTILE))
+    full = _percentile(smoothed[clearly_ink], FULL_INK_PERCENTILE)
     floor = FLOOR_SIGMAS * noise
     # Ruled lines and printed boxes are found whole, faint parts too, and are no ink.
     smoothed = np.where(_ruled_lines(smoothed > max(floor, 0.2 * clear)), 0.0, smoothed)
@@ -998,7 +1052,7 @@ def _centre_of_mass(values: np.ndarray) -> tuple[float, float]:
             float(weights.sum(axis=0) @ np.arange(values.shape[1])) / mass)
 
 
-def _already_mnist(image: Image.Image) -> np.ndarray | None:
+def _already_mnist(pixels: np.ndarray) -> np.ndarray | None:
     """The pixels of an image that is an MNIST digit already, else None.
 
     That is 28x28 grey, white ink on a mostly black background, the ink's box no longer than
@@ -1007,9 +1061,8 @@ def _already_mnist(image: Image.Image) -> np.ndarray | None:
     stores them. They are read as they are, as `digitlab predict` reads a dataset; preparing
     them again would only blur them.
     """
-    if image.mode != "L" or image.size != (IMAGE_SIDE, IMAGE_SIDE):
+    if pixels.shape != (IMAGE_SIDE, IMAGE_SIDE):
         return None
-    pixels = np.asarray(image)
     ink = pixels > 0
     bounds = _bounding(ink)
     if bounds is None or np.count_nonzero(ink) > pixels.size // 2:
@@ -1029,17 +1082,21 @@ def prepare(source: ImageSource, multi_digit: bool = True) -> Prepared:
     four; without it, the one main digit. An image without ink gives no digits (say "no digit
     found"; never guess). Raises DataError for an unreadable or oversized image.
     """
-    image = open_image(source)
-    size = image.size
-    ready = _already_mnist(image)
+    pixels = _plain_grey_png(source)
+    if pixels is None:
+        image = open_image(source)
+        size = image.size
+        factor = max(1, math.ceil(max(size) / WORK_SIDE))
+        pixels = np.asarray(image.reduce(factor) if factor > 1 else image)
+    else:
+        size, factor = (pixels.shape[1], pixels.shape[0]), 1
+    ready = _already_mnist(pixels) if factor == 1 else None
     if ready is not None:
         box = Box(0, 0, IMAGE_SIDE, IMAGE_SIDE)
         return Prepared(_source_name(source), size, [ready], [box], ready.astype(np.float32) / 255)
-    factor = max(1, math.ceil(max(size) / WORK_SIDE))
-    working = image.reduce(factor) if factor > 1 else image
-    ink = to_grey_ink(working)
+    ink = to_grey_ink(pixels)
     boxes = segment(ink, multi_digit=multi_digit)
     digits = [to_mnist(box.crop(ink)) for box in boxes]
-    across, down = size[0] / working.size[0], size[1] / working.size[1]
+    across, down = size[0] / pixels.shape[1], size[1] / pixels.shape[0]
     original_boxes = [box.scaled(across, down, *size) for box in boxes]
     return Prepared(_source_name(source), size, digits, original_boxes, ink, 1 / factor)
