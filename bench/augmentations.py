@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from digitlab.config import AUGMENTATION_RANGES
+from digitlab.recipes.config import AUGMENTATION_RANGES
 
 WARMUP_BATCHES = 20
 COLUMNS = 12
@@ -38,14 +38,14 @@ WHOLE_DRAWS = 3
 
 def changed_images(images: np.ndarray, augmentation, seed: int, batch_index: int = 0) -> np.ndarray:
     """`images` changed as the training pipeline changes one batch of them."""
-    from digitlab.pipeline import batch_augmenter
+    from digitlab.training.pipeline import batch_augmenter
 
     return batch_augmenter(augmentation, seed)(images, batch_index).numpy()
 
 
 def grid_rows(images: np.ndarray, augmentation, seed: int) -> list[tuple[str, np.ndarray]]:
     """(title, images) per row: as given, each change alone on every image, the whole augmentation."""
-    from digitlab.config import Augmentation
+    from digitlab.recipes.config import Augmentation
 
     rows = [("MNIST as given", images)]
     for name in CHANGES:
@@ -59,9 +59,9 @@ def grid_rows(images: np.ndarray, augmentation, seed: int) -> list[tuple[str, np
 
 
 def draw_grid(rows: list[tuple[str, np.ndarray]], path: str) -> None:
-    from digitlab import plots
+    from digitlab.data import pictures
 
-    figure = plots.InlineFigure(figsize=(COLUMNS * 0.8 + 1.6, len(rows) * 0.85), layout="constrained")
+    figure = pictures.InlineFigure(figsize=(COLUMNS * 0.8 + 1.6, len(rows) * 0.85), layout="constrained")
     axes = figure.subplots(len(rows), COLUMNS, squeeze=False)
     for row, (title, images) in enumerate(rows):
         for column in range(COLUMNS):
@@ -70,7 +70,7 @@ def draw_grid(rows: list[tuple[str, np.ndarray]], path: str) -> None:
             axis.set_xticks([])
             axis.set_yticks([])
         axes[row, 0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=9)
-    plots.save(figure, path, force=True)
+    pictures.save(figure, path, force=True)
 
 
 def timed_rounds(titles: list[str], run, rounds: int) -> dict[str, tuple[float, float]]:
@@ -88,7 +88,7 @@ def timed_rounds(titles: list[str], run, rounds: int) -> dict[str, tuple[float, 
 
 def pipeline_streams(dataset, settings, batch_size: int, seed: int) -> dict[str, object]:
     """A warmed-up endless batch stream per (title, setting), by title."""
-    from digitlab import pipeline
+    from digitlab.training import pipeline
 
     streams = {}
     for title, setting in settings:
@@ -101,7 +101,8 @@ def pipeline_streams(dataset, settings, batch_size: int, seed: int) -> dict[str,
 
 def training_models(dataset, config, settings) -> dict[str, tuple[object, object]]:
     """The recipe's model and its batches per (title, setting), by title, compiled and warmed up."""
-    from digitlab import models, pipeline
+    from digitlab import models
+    from digitlab.training import pipeline
 
     trained = {}
     for title, setting in settings:
@@ -125,7 +126,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     import digitlab
-    from digitlab.config import Augmentation, resolve
+    from digitlab.recipes.config import Augmentation, resolve
 
     config = resolve(arguments.recipe)
     augmentation = config.augmentation

@@ -9,7 +9,7 @@ in label folders 0..9:
   digit, with noise;
 - photos: 1600x1200 JPEGs of one digit on paper, under uneven light, with sensor noise.
 
-Each folder is read the way `digitlab predict` reads it (`digitlab.batch_reading.read_files`:
+Each folder is read the way `digitlab predict` reads it (`digitlab.recognition.batch.read_files`:
 the images prepared by one process per core, chunks of files at a time, their digits predicted
 1,024 at a time), and, as the baseline, the way it was read before: `Classifier.read`, one file
 after the other, timed on `--baseline-scans` / `--baseline-photos` files spread over the
@@ -116,7 +116,7 @@ def timed(function) -> tuple[object, float, float]:
 
 
 def measure(classifier, name: str, folder: Path, baseline_count: int, workers: int, with_accuracy: bool) -> None:
-    from digitlab.batch_reading import image_files, label_accuracy, read_files, status_counts
+    from digitlab.recognition.batch import image_files, label_accuracy, read_files, status_counts
 
     files = image_files([folder])
     # The baseline's files: spread over the folder, since it is sorted by label.
@@ -154,7 +154,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     import digitlab
-    from digitlab.classifier import Classifier, load_model
+    from digitlab.inference.classifier import Classifier, load_model
 
     started = time.perf_counter()
     test = digitlab.load("mnist:test")

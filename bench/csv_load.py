@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from digitlab.dataset import Dataset
-from digitlab.formats import kaggle_csv
+from digitlab.data.dataset import Dataset
+from digitlab.data.formats import kaggle_csv
 
 
 def generated_dataset(rows: int, seed: int = 0) -> Dataset:

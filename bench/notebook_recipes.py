@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; several give a median")
     arguments = parser.parse_args()
 
-    from digitlab.backend import keras
-    from digitlab.config import resolve
-    from digitlab.training import train
+    from digitlab.compute.backend import keras
+    from digitlab.recipes.config import resolve
+    from digitlab.training.fit import train
 
     keras()
     runs_dir = arguments.runs_dir or tempfile.mkdtemp(prefix="digitlab-bench-")
@@ -47,20 +47,22 @@ def main() -> None:
             wall = time.perf_counter() - started
             rows.append((recipe, str(seed), run.metrics["test_accuracy"], len(run.history),
                          run.metrics["training_seconds"], wall))
-            print(f"{recipe} seed {seed}: test accuracy {run.metrics['test_accuracy']:.4f} in {wall:.0f} s ({run.path})",
-                  flush=True)
+            print(f"{recipe} seed {seed}: test accuracy {run.metrics['test_accuracy']:.4f} in {wall:.0f} s "
+                  f"({run.path})", flush=True)
         if len(seeds) > 1:
             mine = [row for row in rows if row[0] == recipe]
             rows.append((recipe, "median", *(statistics.median(row[index] for row in mine) for index in (2, 3, 4, 5))))
 
     print(f"\nMNIST test accuracy of the notebook recipes ({os.cpu_count()} CPU cores)")
-    print(f"{'recipe':24} {'seed':>6} {'notebook':>9} {'floor':>7} {'digitlab':>9} {'epochs':>6} {'train s':>8} {'wall s':>7}  result")
+    print(f"{'recipe':24} {'seed':>6} {'notebook':>9} {'floor':>7} {'digitlab':>9} {'epochs':>6} "
+          f"{'train s':>8} {'wall s':>7}  result")
     for recipe, seed, accuracy, epochs, training, wall in rows:
         notebook, floor = NOTEBOOK_FIGURES.get(recipe, (None, None))
         shown = f"{notebook:.2%}" if notebook else "-"
         verdict = "-" if floor is None else ("meets" if accuracy >= floor else "BELOW")
         floor_text = f"{floor:.1%}" if floor else "-"
-        print(f"{recipe:24} {seed:>6} {shown:>9} {floor_text:>7} {accuracy:9.2%} {epochs:6.0f} {training:8.0f} {wall:7.0f}  {verdict}")
+        print(f"{recipe:24} {seed:>6} {shown:>9} {floor_text:>7} {accuracy:9.2%} {epochs:6.0f} {training:8.0f} "
+              f"{wall:7.0f}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run: python bench/onnx_runtime.py [--models fast-convnet simple-convnet three-conv-batchnorm] [--repeats 3]
 Each model is built untrained (speed does not depend on the weights), saved as .keras, exported
-with `digitlab.export.export_onnx`, and both files are loaded through `digitlab.modelio`, so
+with `digitlab.inference.export.export_onnx`, and both files are loaded through `digitlab.inference.model_files`, so
 the figures are those of `input_adapter` for each runtime, batching included. The batch is the
 MNIST test set when it is found (DIGITLAB_DATA), else 10,000 generated images. Timings are of
 whichever CPU cores this machine has; on a shared machine read them as upper bounds.
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from digitlab import models
+from digitlab.data.sources import load
 from digitlab.errors import DigitlabError
-from digitlab.export import export_onnx
-from digitlab.modelio import predict_function_for
-from digitlab.sources import load
+from digitlab.inference.export import export_onnx
+from digitlab.inference.model_files import predict_function_for
 
 SINGLE_IMAGE_CALLS = 200
 BATCH_SIZE = 10_000
@@ -60,8 +60,12 @@ def compare(name: str, folder: Path, images: np.ndarray, repeats: int) -> dict[s
     figures = {}
     for runtime, predict in predictors.items():
         one = images[:1]
-        figures[f"{runtime}_single"] = seconds_per_call(lambda: predict(one), SINGLE_IMAGE_CALLS)
-        figures[f"{runtime}_batch"] = min(seconds_per_call(lambda: predict(images), 1) for _ in range(repeats))
+        figures[f"{runtime}_single"] = seconds_per_call(
+            lambda predict=predict, one=one: predict(one), SINGLE_IMAGE_CALLS
+        )
+        figures[f"{runtime}_batch"] = min(
+            seconds_per_call(lambda predict=predict: predict(images), 1) for _ in range(repeats)
+        )
     return figures
 
 

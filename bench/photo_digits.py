@@ -5,7 +5,7 @@ Run: DIGITLAB_DATA=../shared/data/mnist python bench/photo_digits.py [--model PA
 Each test digit is rendered as a phone photo or scan of it would be: dark ink on white-ish
 paper (inverted from MNIST's white on black), upscaled 4-10x, placed off-centre on a larger
 page, under uneven lighting (a gradient and a vignette), slightly out of focus, with sensor
-noise and a warm tint, saved as JPEG of quality 55-90. `digitlab.recognise.read` then reads it
+noise and a warm tint, saved as JPEG of quality 55-90. `digitlab.recognition.readings.read` then reads it
 back (single digit). Multi-digit strips of 3-6 test digits side by side, with gaps, are
 rendered the same way and read as a whole string.
 
@@ -94,10 +94,10 @@ _worker: dict = {}
 def _start_worker(model_path: str, images: np.ndarray) -> None:
     # One TensorFlow thread per process: the processes share the cores out between them.
     os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    from digitlab.backend import keras
+    from digitlab.compute.backend import keras
 
     keras()
-    from digitlab.modelio import input_adapter, load_model
+    from digitlab.inference.model_files import input_adapter, load_model
 
     _worker["predict"] = input_adapter(load_model(model_path))
     _worker["images"] = images
@@ -105,7 +105,7 @@ def _start_worker(model_path: str, images: np.ndarray) -> None:
 
 def _read_photos(task: tuple[str, list[list[int]], int]) -> list[tuple[str, float]]:
     """Render and read each group of digit indices: single digits or strips; (text, seconds)."""
-    from digitlab.recognise import read
+    from digitlab.recognition.readings import read
 
     kind, groups, seed = task
     generator = np.random.default_rng(seed)
@@ -131,8 +131,8 @@ def _run_tasks(
 
 
 def _quick_model(seed: int) -> str:
-    from digitlab.config import resolve
-    from digitlab.training import train
+    from digitlab.recipes.config import resolve
+    from digitlab.training.fit import train
 
     runs_dir = tempfile.mkdtemp(prefix="digitlab-photo-bench-")
     print(f"no --model: training a quick model ({QUICK_RECIPE}, {QUICK_EPOCHS} epochs) in {runs_dir} ...",
@@ -147,7 +147,7 @@ def _through_prepare(predict, images: np.ndarray) -> np.ndarray:
     """The model's predictions for 28x28 digits passed through `prepare` as PNG files would be."""
     from PIL import Image
 
-    from digitlab.preprocess import prepare
+    from digitlab.preparation.preprocess import prepare
 
     prepared = []
     for pixels in images:
@@ -168,7 +168,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     import digitlab
-    from digitlab.modelio import input_adapter, load_model
+    from digitlab.inference.model_files import input_adapter, load_model
 
     started = time.perf_counter()
     test = digitlab.load("mnist:test")

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from digitlab import models
-from digitlab.backend import dtype_policy, keras
+from digitlab.compute.backend import dtype_policy, keras
 
 WARMUP_STEPS = 10
 STEPS_PER_EXECUTION = 5

@@ -31,10 +31,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import make_learnable_digits  # noqa: E402
-from digitlab.convert import convert  # noqa: E402
-from digitlab.ensemble import train_ensemble  # noqa: E402
-from digitlab.formats import idx  # noqa: E402
-from digitlab.sharded_predict import predict_sharded  # noqa: E402
+from digitlab.data.convert import convert
+from digitlab.data.formats import idx
+from digitlab.inference.sharded import predict_sharded
+from digitlab.training.ensembles import train_ensemble
 
 GIB = 1024 ** 3
 
@@ -144,9 +144,11 @@ def main() -> None:
         # Each in a fresh process, so neither is charged for the models and workers of the ensemble.
         spawn = multiprocessing.get_context("spawn")
         with spawn.Pool(1) as pool:
-            on_ray, on_ray_seconds, ray_memory = pool.apply(measure_prediction, (model, shards, work / "on-ray", True, cpus))
+            on_ray, on_ray_seconds, ray_memory = pool.apply(measure_prediction,
+                                                            (model, shards, work / "on-ray", True, cpus))
         with spawn.Pool(1) as pool:
-            plain, plain_seconds, plain_memory = pool.apply(measure_prediction, (model, shards, work / "plain", False, cpus))
+            plain, plain_seconds, plain_memory = pool.apply(measure_prediction,
+                                                            (model, shards, work / "plain", False, cpus))
         same = all(filecmp.cmp(work / "on-ray" / shard.part_name, work / "plain" / shard.part_name, shallow=False)
                    for shard in plain.shards)
         print(f"  Ray Data    {on_ray.images / on_ray_seconds:9,.0f} images/s  ({on_ray_seconds:.1f} s, "

@@ -42,8 +42,8 @@ def resident_megabytes(pid: int) -> float:
 
 
 def quick_model(folder: Path) -> Path:
-    from digitlab.api import train
-    from digitlab.export import export_onnx
+    from digitlab.inference.export import export_onnx
+    from digitlab.training.api import train
 
     run = train("keras-example", epochs=2, runs_dir=str(folder), verbose=0)
     export_onnx(run.path, run.path / "model.onnx")
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     arguments = parser.parse_args()
 
-    from digitlab.sources import load
+    from digitlab.data.sources import load
 
     test = load("mnist:test")
     pngs = [png_bytes(pixels) for pixels in test.images[:1000]]
@@ -150,8 +150,8 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
-    from digitlab.classifier import load_model
-    from digitlab.modelio import fastest_model_file
+    from digitlab.inference.classifier import load_model
+    from digitlab.inference.model_files import fastest_model_file
 
     reader = load_model(fastest_model_file(model))
     direct_started = time.perf_counter()
@@ -160,12 +160,16 @@ def main() -> None:
     direct_milliseconds = (time.perf_counter() - direct_started) / 500 * 1000
 
     latencies.sort()
-    percentile = lambda share: latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
+
+    def percentile(share: float) -> float:
+        return latencies[min(len(latencies) - 1, int(share * len(latencies)))] * 1000
+
     growth = (memory_after - memory_before) / memory_before
     print(f"{arguments.requests:,} PNG predictions, {arguments.clients} clients, model {model}")
     print(f"  errors: {len(errors)}{' (' + ', '.join(sorted(set(errors))[:5]) + ')' if errors else ''}")
     print(f"  requests/s: {arguments.requests / wall:.0f}")
-    print(f"  latency p50 {percentile(0.50):.1f} ms, p99 {percentile(0.99):.1f} ms, mean {statistics.mean(latencies) * 1000:.1f} ms")
+    print(f"  latency p50 {percentile(0.50):.1f} ms, p99 {percentile(0.99):.1f} ms, "
+          f"mean {statistics.mean(latencies) * 1000:.1f} ms")
     print(f"  server memory: {memory_before:.0f} MB before, {memory_after:.0f} MB after ({growth:+.1%})")
     print(f"  baseline, one reading in-process without HTTP: {direct_milliseconds:.1f} ms")
 

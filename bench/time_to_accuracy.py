@@ -22,10 +22,10 @@ TARGETS = (0.990, 0.995)
 
 
 def measure(recipe: str, seed: int, check_every: int, runs_dir: str, overrides: dict) -> dict:
-    from digitlab.backend import keras
-    from digitlab.config import resolve
-    from digitlab.sources import load
-    from digitlab import training
+    from digitlab.compute.backend import keras
+    from digitlab.data.sources import load
+    from digitlab.recipes.config import resolve
+    from digitlab.training import fit as training
 
     keras_module = keras()
     test = load("mnist:test")
@@ -111,14 +111,16 @@ def main() -> None:
     parser.add_argument("--baseline-seeds", default=None, help="default: the same seeds")
     arguments = parser.parse_args()
 
-    from digitlab.backend import keras
+    from digitlab.compute.backend import keras
 
     keras()
     runs_dir = tempfile.mkdtemp(prefix="digitlab-tta-")
     seeds = [int(seed) for seed in arguments.seeds.split(",")]
     baseline_seeds = [int(seed) for seed in (arguments.baseline_seeds or arguments.seeds).split(",")]
     results = {}
-    plan = [(arguments.recipe, seeds)] + ([(arguments.baseline, baseline_seeds)] if arguments.baseline != "none" else [])
+    plan = [(arguments.recipe, seeds)] + (
+        [(arguments.baseline, baseline_seeds)] if arguments.baseline != "none" else []
+    )
     for recipe, recipe_seeds in plan:
         results[recipe] = []
         for seed in recipe_seeds:
@@ -136,9 +138,13 @@ def main() -> None:
         to_990 = median_or_none([row["reached"].get(0.990) for row in rows])
         to_995 = median_or_none([row["reached"].get(0.995) for row in rows])
         medians[recipe] = to_990
-        show = lambda value: "never" if value is None else f"{value:.1f}"
+
+        def show(value: float | None) -> str:
+            return "never" if value is None else f"{value:.1f}"
+
         print(f"{recipe:16} {show(to_990):>9} {show(to_995):>9} {statistics.median(r['final'] for r in rows):7.2%} "
-              f"{statistics.median(r['first_step'] for r in rows):10.1f} {statistics.median(r['wall'] for r in rows):7.0f}")
+              f"{statistics.median(r['first_step'] for r in rows):10.1f} "
+              f"{statistics.median(r['wall'] for r in rows):7.0f}")
     if medians[arguments.recipe] and medians.get(arguments.baseline):
         print(f"{arguments.baseline} / {arguments.recipe} time to 99.0%: "
               f"{medians[arguments.baseline] / medians[arguments.recipe]:.1f}x")

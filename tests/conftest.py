@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab.dataset import Dataset
+from digitlab.data.dataset import Dataset
 
 MNIST_FOLDER = Path(os.environ.get("DIGITLAB_DATA", Path(__file__).parents[2] / "shared/data/mnist"))
 
@@ -51,7 +51,7 @@ class CliResult:
 @pytest.fixture
 def run_cli(capsys, monkeypatch):
     """Run `digitlab ARGS...` in this process; returns exit code and captured output."""
-    from digitlab import cli
+    from digitlab.cli import commands as cli
 
     def run(*args: str) -> CliResult:
         monkeypatch.setattr(sys, "argv", ["digitlab", *map(str, args)])
@@ -81,7 +81,7 @@ def make_learnable_digits(count: int = 200, seed: int = 0) -> Dataset:
 @pytest.fixture(scope="module")
 def data_npz(tmp_path_factory):
     """A small learnable dataset with train and test parts, as an .npz file, shared by a module."""
-    from digitlab.convert import convert
+    from digitlab.data.convert import convert
 
     folder = tmp_path_factory.mktemp("data")
     return convert({"train": make_learnable_digits(200), "test": make_learnable_digits(60, seed=1)},

@@ -10,8 +10,8 @@ from PIL import Image
 
 import digitlab
 from conftest import make_learnable_digits
-from digitlab.config import ConfigError
-from digitlab.convert import convert
+from digitlab.data.convert import convert
+from digitlab.recipes.config import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def run(data_npz, tmp_path_factory):
 def test_importing_digitlab_leaves_keras_and_matplotlib_unloaded():
     code = ("import sys, digitlab; digitlab.load; digitlab.train; "
             "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras loaded'; "
-            "import digitlab.training; assert callable(digitlab.train), digitlab.train")
+            "import digitlab.training.fit; assert callable(digitlab.train), digitlab.train")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
@@ -51,7 +51,7 @@ def test_load_split_and_pictures(data_npz):
 
 def test_train_options_reach_the_config(monkeypatch, data_npz, tmp_path):
     captured = {}
-    monkeypatch.setattr("digitlab.api.train_config",
+    monkeypatch.setattr("digitlab.training.api.train_config",
                         lambda config, offline, verbose: captured.setdefault("config", config))
     digitlab.train(data=data_npz, epochs=2, augmentation={"rotation": 10, "zoom": 0.1},
                    runs_dir=tmp_path)
@@ -81,7 +81,7 @@ def test_train_returns_a_run_with_its_folder(run):
 
 
 def test_evaluate_takes_a_source_or_a_dataset(run, data_npz):
-    from digitlab.evaluate import Evaluation
+    from digitlab.evaluation.metrics import Evaluation
 
     own = run.evaluate()
     assert isinstance(own, Evaluation) and len(own) == 60  # the test part of the npz

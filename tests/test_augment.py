@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from digitlab.config import Augmentation, ConfigError, resolve
-from digitlab.dataset import Dataset
+from digitlab.data.dataset import Dataset
+from digitlab.recipes.config import Augmentation, ConfigError, resolve
 
 COPIES = 48  # copies of each drawn digit, so that every change is seen at many strengths
 
@@ -26,7 +26,7 @@ def copies(digit: int) -> np.ndarray:
 
 def changed(images: np.ndarray, seed: int = 0, **options) -> np.ndarray:
     """`images` as the training pipeline augments a batch of them, each change on every image unless told."""
-    from digitlab.pipeline import batch_augmenter
+    from digitlab.training.pipeline import batch_augmenter
 
     return batch_augmenter(Augmentation(**({"probability": 1.0} | options)), seed)(images, 0).numpy()
 
@@ -133,7 +133,7 @@ def test_faint_ink_still_peaks_at_255_but_is_fainter_and_uneven():
 
 
 def test_every_change_at_once_gives_uint8_28x28_digits_in_range_and_is_repeatable():
-    from digitlab import pipeline
+    from digitlab.training import pipeline
 
     images = np.concatenate([copies(digit)[:20] for digit in range(3)])
     dataset = Dataset(images, np.arange(len(images)) % 10)
@@ -189,7 +189,7 @@ def test_a_bad_value_in_a_file_names_the_file(tmp_path):
 
 
 def test_handwriting_recipe_is_accurate_plus_every_change():
-    from digitlab.config import recipe_names, recipe_summary
+    from digitlab.recipes.config import recipe_names, recipe_summary
 
     assert "handwriting" in recipe_names() and recipe_summary("handwriting").startswith("For reading people's digits")
     handwriting, accurate = resolve("handwriting"), resolve("accurate")
@@ -202,8 +202,8 @@ def test_handwriting_recipe_is_accurate_plus_every_change():
 
 def test_handwriting_recipe_trains_end_to_end(tmp_path):
     from conftest import make_learnable_digits
-    from digitlab.convert import convert
-    from digitlab.training import train
+    from digitlab.data.convert import convert
+    from digitlab.training.fit import train
 
     parts = {"train": make_learnable_digits(200), "test": make_learnable_digits(50, seed=1)}
     data = convert(parts, tmp_path / "digits.npz")

@@ -8,8 +8,8 @@ import pytest
 
 import digitlab
 from conftest import make_digits
+from digitlab.data.formats import idx, kaggle_csv
 from digitlab.errors import DataError
-from digitlab.formats import idx, kaggle_csv
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 

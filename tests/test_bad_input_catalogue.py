@@ -18,9 +18,9 @@ import pytest
 
 import digitlab
 from conftest import make_digits
+from digitlab.data.formats import idx, image_folder, kaggle_csv, npz
 from digitlab.errors import DataError, DigitlabError
-from digitlab.formats import idx, image_folder, kaggle_csv, npz
-from digitlab.preprocess import prepare
+from digitlab.preparation.preprocess import prepare
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 
@@ -239,7 +239,8 @@ def missing_part(folder):
 
 
 DATA_CASES = [
-    (truncated_npz, r"mnist.npz: not a readable .npz file: a damaged or truncated zip archive \(File is not a zip file\)$"),
+    (truncated_npz, r"mnist.npz: not a readable .npz file: a damaged or truncated zip archive "
+                    r"\(File is not a zip file\)$"),
     (npz_single_array, r"mnist.npz: a single .npy array, not an .npz archive of x_<part> / y_<part> arrays$"),
     (npz_not_a_zip, r"mnist.npz: not a readable .npz file \(not a zip archive\)$"),
     (npz_with_nan, r"mnist.npz: x_train holds NaN values$"),
@@ -263,9 +264,11 @@ DATA_CASES = [
     (idx_labels_alone, r"train-labels-idx1-ubyte: is an IDX labels file; give the images file "
                        r"\(or the folder holding both\)$"),
     (unknown_format, r"digits.bin: unknown format: expected IDX \(.gz\), .npz, Kaggle .csv or an image file$"),
-    (empty_folder, r"digits: no digit data found: expected IDX files, train.csv/test.csv, label folders 0..9 or images$"),
+    (empty_folder, r"digits: no digit data found: expected IDX files, train.csv/test.csv, label folders 0..9 "
+                   r"or images$"),
     (folder_named_like_a_file, r"train.csv: no digit data found"),
-    (file_where_a_folder_is_expected, r"train.csv/digits: no such file or folder: \S*train.csv is a file, not a folder$"),
+    (file_where_a_folder_is_expected, r"train.csv/digits: no such file or folder: "
+                                      r"\S*train.csv is a file, not a folder$"),
     (damaged_image_in_label_folder, r"digits/3/1.png: not an image, or a damaged one$"),
     (missing_part, r"mnist.npz: has no part 'validation'; its parts are train$"),
 ]
@@ -301,7 +304,8 @@ READERS_GIVEN_A_FOLDER = [
 ]
 
 
-@pytest.mark.parametrize("read, name, message", READERS_GIVEN_A_FOLDER, ids=[case[1] for case in READERS_GIVEN_A_FOLDER])
+@pytest.mark.parametrize("read, name, message", READERS_GIVEN_A_FOLDER,
+                         ids=[case[1] for case in READERS_GIVEN_A_FOLDER])
 def test_readers_given_a_folder(tmp_path, read, name, message):
     with pytest.raises(DataError, match=message):
         read(_folder(tmp_path, name))
@@ -408,7 +412,7 @@ MODEL_CASES = [
 
 @pytest.mark.parametrize("name, message", MODEL_CASES, ids=[case[0] for case in MODEL_CASES])
 def test_bad_model_names_the_file(models, name, message):
-    from digitlab.modelio import ModelError, load_model
+    from digitlab.inference.model_files import ModelError, load_model
 
     with pytest.raises(ModelError, match=message):
         load_model(models / name)
@@ -446,7 +450,8 @@ CONFIG_CASES = [
     ({"overrides": {"early_stopping_patience": -2}}, r"^early_stopping_patience must be a positive number, got -2$"),
     ({"overrides": {"threads": 1.5}}, r"^option: threads must be int, got 1.5$"),
     ({"overrides": {"test": 5}}, r"^option: test must be str, got 5$"),
-    ({"overrides": {"augmentation": {"rotation": "ten"}}}, r"^option: augmentation.rotation must be a number, got 'ten'$"),
+    ({"overrides": {"augmentation": {"rotation": "ten"}}},
+     r"^option: augmentation.rotation must be a number, got 'ten'$"),
     ({"overrides": {"augmentation": {"zoom": True}}}, r"^option: augmentation.zoom must be a number, got True$"),
     ({"config_file": "zero.toml"}, r"zero.toml: epochs must be a positive number, got 0$"),
     ({"config_file": "folder.toml"}, r"folder.toml: cannot be read \(Is a directory\)$"),
@@ -465,9 +470,10 @@ def config_files(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("arguments, message", CONFIG_CASES, ids=[re.sub(r"\W+", "-", str(case[0])) for case in CONFIG_CASES])
+@pytest.mark.parametrize("arguments, message", CONFIG_CASES,
+                         ids=[re.sub(r"\W+", "-", str(case[0])) for case in CONFIG_CASES])
 def test_bad_training_options(config_files, arguments, message):
-    from digitlab.config import ConfigError, resolve
+    from digitlab.recipes.config import ConfigError, resolve
 
     if "config_file" in arguments:
         arguments = {"config_file": config_files / arguments["config_file"]}
@@ -505,8 +511,8 @@ def test_cli_train_with_bad_flags_prints_one_line(run_cli, tmp_path, small_csv, 
 
 
 def test_every_catalogued_error_is_a_digitlab_error():
-    from digitlab.config import ConfigError
-    from digitlab.modelio import ModelError
+    from digitlab.inference.model_files import ModelError
+    from digitlab.recipes.config import ConfigError
 
     assert issubclass(DataError, DigitlabError)
     assert issubclass(ModelError, DigitlabError) and issubclass(ConfigError, DigitlabError)

@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw
 
 import digitlab
 from conftest import make_learnable_digits
-from digitlab.batch_reading import image_files, read_files
-from digitlab.convert import convert
+from digitlab.data.convert import convert
+from digitlab.recognition.batch import image_files, read_files
 
 NOT_AN_IMAGE = "unreadable: not an image, or a damaged one"
 

@@ -4,12 +4,17 @@ a trained run calibrated once on its validation split (resumed or not)."""
 import json
 import shutil
 
+# Keras after digitlab, which picks the backend.
+import keras
 import numpy as np
 import pytest
+from keras import layers
 
 from conftest import make_digits, make_learnable_digits
-from digitlab import checkpoints, models
-from digitlab.calibration import (
+from digitlab import models
+from digitlab.data.convert import convert
+from digitlab.data.dataset import Dataset
+from digitlab.evaluation.calibration import (
     apply_temperature,
     calibrate,
     expected_calibration_error,
@@ -17,13 +22,8 @@ from digitlab.calibration import (
     logits,
     softmax,
 )
-from digitlab.config import resolve
-from digitlab.convert import convert
-from digitlab.dataset import Dataset
-
-# Keras after digitlab, which picks the backend.
-import keras
-from keras import layers
+from digitlab.recipes.config import resolve
+from digitlab.training import checkpoints
 
 
 def sampled_labels(probabilities: np.ndarray, seed: int = 1) -> np.ndarray:
@@ -78,8 +78,8 @@ def test_temperature_in_the_last_layer_gives_softmax_of_logits_over_t(tmp_path):
 
 def test_calibrated_model_exports_to_onnx_with_its_temperature(tmp_path):
     pytest.importorskip("tf2onnx")
-    from digitlab.export import export_onnx
-    from digitlab.modelio import predict_function_for
+    from digitlab.inference.export import export_onnx
+    from digitlab.inference.model_files import predict_function_for
 
     model = models.create("tiny-convnet")
     images = make_digits(20, seed=4).images
@@ -120,7 +120,7 @@ def with_wrong_labels(dataset: Dataset, share: float, seed: int) -> Dataset:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A short run with label smoothing, which leaves the model under-confident."""
-    from digitlab.training import train
+    from digitlab.training.fit import train
 
     folder = tmp_path_factory.mktemp("calibration")
     data = convert({"train": with_wrong_labels(make_learnable_digits(600), 0.1, seed=0),
@@ -167,7 +167,7 @@ def test_calibration_never_changes_a_prediction(run):
 
 
 def test_a_run_resumed_after_its_last_epoch_is_calibrated_once(run, tmp_path):
-    from digitlab.training import resume
+    from digitlab.training.fit import resume
 
     folder = tmp_path / run.path.name
     shutil.copytree(run.path, folder)

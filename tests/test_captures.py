@@ -8,9 +8,9 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-
-from digitlab.preprocess import prepare
 from tests.test_preprocess import STROKES, aligned_correlation, centre_of_mass, mnist_like
+
+from digitlab.preparation.preprocess import prepare
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_a_page_of_many_marks_gives_at_most_the_digit_limit():
     """Hundreds of digit-sized marks: each image's work and answer stay bounded."""
     from PIL import ImageDraw
 
-    from digitlab.preprocess import MAX_DIGITS
+    from digitlab.preparation.preprocess import MAX_DIGITS
 
     page = Image.new("L", (900, 600), 255)
     draw = ImageDraw.Draw(page)
@@ -149,8 +149,9 @@ def test_bold_binary_ink_covering_half_the_image_is_still_the_ink():
 @pytest.mark.mnist
 def test_numbers_photographed_keep_their_digit_count(mnist_folder):
     """MNIST's digits written across a photo, close together: line finding must not cut them."""
-    from digitlab.sources import load
     from tests.test_preprocess import photo_of, strip_of
+
+    from digitlab.data.sources import load
 
     test = load(mnist_folder, "test")
     generator = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_digits
-from digitlab.convert import convert
+from digitlab.data.convert import convert
 
 
 @pytest.fixture
@@ -60,7 +60,8 @@ def test_show_unlabelled_data_skips_class_chart(tmp_path, run_cli):
     convert({"test": make_digits(20, labelled=False)}, tmp_path / "test.csv")
     result = run_cli("data", "show", tmp_path / "test.csv", "--out", tmp_path / "out")
     assert result.code == 0
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["test.csv-image-0.png", "test.csv-samples.png"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["test.csv-image-0.png",
+                                                                          "test.csv-samples.png"]
 
 
 def test_help_lists_commands(run_cli):
@@ -77,6 +78,7 @@ def test_installed_command_runs_as_a_user_runs_it(kaggle_folder):
     assert ok.returncode == 0 and "50" in ok.stdout
     bad = subprocess.run([*command, "data", "info", str(kaggle_folder / "missing.csv")], capture_output=True, text=True)
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines() == [f"error: {kaggle_folder / 'missing.csv'}: no such file or folder (dataset names are: mnist)"]
+    assert bad.stderr.strip().splitlines() == [f"error: {kaggle_folder / 'missing.csv'}: no such file or folder "
+                                               "(dataset names are: mnist)"]
     version = subprocess.run([*command, "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("digitlab ")

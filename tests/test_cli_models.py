@@ -5,14 +5,14 @@ import csv
 import pytest
 
 from conftest import make_learnable_digits
-from digitlab.convert import convert
+from digitlab.data.convert import convert
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """One real training run on generated data, shared by the tests below."""
-    from digitlab.config import resolve
-    from digitlab.training import train
+    from digitlab.recipes.config import resolve
+    from digitlab.training.fit import train
 
     folder = tmp_path_factory.mktemp("trained")
     data = convert({"train": make_learnable_digits(300), "test": make_learnable_digits(100, seed=1)},

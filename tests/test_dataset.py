@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import make_digits
-from digitlab.dataset import Dataset
+from digitlab.data.dataset import Dataset
 
 
 def test_dataset_rejects_wrong_shapes_and_labels():

@@ -13,9 +13,9 @@ import digitlab
 SCRIPT = textwrap.dedent("""
     import sys
     import digitlab
-    from digitlab.config import resolve
-    from digitlab.training import train
-    from digitlab.backend import keras
+    from digitlab.compute.backend import keras
+    from digitlab.recipes.config import resolve
+    from digitlab.training.fit import train
 
     class StopAfterFirstEpoch(keras().callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

@@ -13,9 +13,9 @@ import pytest
 
 import digitlab
 from conftest import make_digits
-from digitlab import named
-from digitlab.convert import convert
-from digitlab.download import DownloadError, download
+from digitlab.data import named
+from digitlab.data.convert import convert
+from digitlab.data.download import DownloadError, download
 from digitlab.errors import DataNotFoundError
 
 

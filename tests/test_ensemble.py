@@ -10,10 +10,11 @@ from matplotlib.figure import Figure
 
 import digitlab
 from conftest import make_learnable_digits
-from digitlab.config import ConfigError, resolve
-from digitlab.convert import convert
-from digitlab.ensemble import ENSEMBLE_FILENAME, _member_configs, read_ensemble, train_ensemble
-from digitlab.training import prepare_data
+from digitlab.data.convert import convert
+from digitlab.inference.ensembles import ENSEMBLE_FILENAME, read_ensemble
+from digitlab.recipes.config import ConfigError, resolve
+from digitlab.training.ensembles import _member_configs, train_ensemble
+from digitlab.training.fit import prepare_data
 
 
 @pytest.fixture(scope="module")

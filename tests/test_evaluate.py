@@ -1,4 +1,4 @@
-"""Tests of evaluation figures (digitlab.evaluate), their plots and the HTML report."""
+"""Tests of evaluation figures (digitlab.evaluation.metrics), their plots and the HTML report."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_digits
 from PIL import Image
 
-from digitlab import plots
-from digitlab.dataset import Dataset
+from conftest import make_digits
+from digitlab.data.dataset import Dataset
 from digitlab.errors import DigitlabError, OutputExistsError
-from digitlab.evaluate import Evaluation, confusion_matrix, evaluate
-from digitlab.report import write_report
+from digitlab.evaluation import figures
+from digitlab.evaluation.metrics import Evaluation, confusion_matrix, evaluate
+from digitlab.evaluation.report import write_report
 
 
 def probabilities_for(predictions: list[int], confidences: list[float] | float = 0.9) -> np.ndarray:
@@ -170,8 +170,8 @@ def test_training_curves_with_and_without_validation_and_learning_rate() -> None
         "val_accuracy": [0.8, 0.88, 0.87],
         "learning_rate": [1e-3, 1e-3, 5e-4],
     })
-    assert len(plots.training_curves(full).axes) == 3
-    figure = plots.training_curves(full[["epoch", "loss", "accuracy"]])
+    assert len(figures.training_curves(full).axes) == 3
+    figure = figures.training_curves(full[["epoch", "loss", "accuracy"]])
     assert len(figure.axes) == 2
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert legend[0] == "training" and "validation" not in legend
@@ -180,18 +180,18 @@ def test_training_curves_with_and_without_validation_and_learning_rate() -> None
 def test_confusion_figure_handles_digits_without_images() -> None:
     confusion = np.diag(np.arange(10)) * 10
     confusion[4, 9] = 3
-    figure = plots.confusion_matrix_figure(confusion, normalize=True)
+    figure = figures.confusion_matrix_figure(confusion, normalize=True)
     axis = figure.axes[0]
     assert axis.get_xlabel() == "predicted" and axis.get_ylabel() == "true"
     texts = {text.get_text() for text in axis.texts}
     assert {"100.0", "93.0", "7.0"} <= texts  # digit 4: 40 right, 3 taken for 9
-    counts = plots.confusion_matrix_figure(confusion, normalize=False)
+    counts = figures.confusion_matrix_figure(confusion, normalize=False)
     assert "90" in {text.get_text() for text in counts.axes[0].texts}
 
 
 def test_mistakes_gallery_titles() -> None:
     images = make_digits(2).images
-    figure = plots.mistakes_gallery(images, [4, 1], [9, 7], [0.973, 0.5])
+    figure = figures.mistakes_gallery(images, [4, 1], [9, 7], [0.973, 0.5])
     titles = [axis.get_title() for axis in figure.axes]
     assert titles[:2] == ["true 4 / predicted 9 (97%)", "true 1 / predicted 7 (50%)"]
 

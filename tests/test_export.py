@@ -1,5 +1,5 @@
 """ONNX export: every zoo model exports, ONNX Runtime agrees with Keras on the labels and on the
-probabilities to within 1e-4, and .onnx files serve predictions through digitlab.modelio with
+probabilities to within 1e-4, and .onnx files serve predictions through digitlab.inference.model_files with
 the same error quality as Keras files."""
 
 from __future__ import annotations
@@ -8,14 +8,19 @@ import os
 import warnings
 import zipfile
 
+# Keras and ONNX after digitlab, which picks the backend.
+import keras
 import numpy as np
+import onnx
 import pytest
+from keras import layers
+from onnx import TensorProto, helper
 
 from conftest import make_digits
 from digitlab import models
 from digitlab.errors import DigitlabError, OutputExistsError
-from digitlab.export import AGREEMENT_TOLERANCE, ExportError, default_onnx_path, export_onnx
-from digitlab.modelio import (
+from digitlab.inference.export import AGREEMENT_TOLERANCE, ExportError, default_onnx_path, export_onnx
+from digitlab.inference.model_files import (
     ModelError,
     OnnxModel,
     fastest_model_file,
@@ -23,12 +28,6 @@ from digitlab.modelio import (
     load_model,
     predict_function_for,
 )
-
-# Keras and ONNX after digitlab, which picks the backend.
-import keras
-import onnx
-from keras import layers
-from onnx import TensorProto, helper
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +141,13 @@ def test_existing_output_is_kept_unless_forced(tmp_path, images):
 
 def test_missing_converter_is_named_with_the_install_command(tmp_path, monkeypatch):
     keras_path = save(models.create("tiny-convnet"), tmp_path / "tiny.keras")
-    monkeypatch.setattr("digitlab.export._EXPORT_PACKAGES", ("tf2onnx", "onnx_not_installed_here"))
+    monkeypatch.setattr("digitlab.inference.export._EXPORT_PACKAGES", ("tf2onnx", "onnx_not_installed_here"))
     with pytest.raises(ExportError, match=r'needs onnx_not_installed_here, .* pip install "digitlab\[export\]"'):
         export_onnx(keras_path, tmp_path / "tiny.onnx")
 
 
 def test_cli_predict_and_submit_take_an_onnx_model(tmp_path, run_cli):
-    from digitlab.formats import kaggle_csv
+    from digitlab.data.formats import kaggle_csv
 
     model = with_random_weights(models.create("tiny-convnet"))
     onnx_path = export_onnx(save(model, tmp_path / "tiny.keras"), tmp_path / "tiny.onnx")
@@ -163,7 +162,7 @@ def test_cli_predict_and_submit_take_an_onnx_model(tmp_path, run_cli):
 
 def test_disagreement_is_an_error_and_writes_nothing(tmp_path, monkeypatch):
     keras_path = save(models.create("tiny-convnet"), tmp_path / "tiny.keras")
-    monkeypatch.setattr("digitlab.export.AGREEMENT_TOLERANCE", -1.0)  # no export can meet it
+    monkeypatch.setattr("digitlab.inference.export.AGREEMENT_TOLERANCE", -1.0)  # no export can meet it
     with pytest.raises(ExportError, match="does not compute what the Keras model does") as raised:
         export_onnx(keras_path, tmp_path / "tiny.onnx")
     assert isinstance(raised.value, DigitlabError) and "nothing was written" in str(raised.value)

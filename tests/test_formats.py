@@ -7,8 +7,8 @@ import pytest
 
 import digitlab
 from conftest import make_digits
-from digitlab.convert import convert
-from digitlab.formats import idx, image_folder, kaggle_csv, npz
+from digitlab.data.convert import convert
+from digitlab.data.formats import idx, image_folder, kaggle_csv, npz
 
 
 def assert_same(left, right):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_digits
-from digitlab.convert import convert
+from digitlab.data.convert import convert
 
 PREVIOUS = b"the previous file\n"
 

@@ -22,9 +22,9 @@ from hypothesis.extra import numpy as hnp
 
 import digitlab
 from conftest import make_digits
+from digitlab.data.formats import idx, kaggle_csv, npz
 from digitlab.errors import DataError, DigitlabError
-from digitlab.formats import idx, kaggle_csv, npz
-from digitlab.preprocess import Prepared, prepare
+from digitlab.preparation.preprocess import Prepared, prepare
 
 # DIGITLAB_FUZZ_SCALE=10 runs ten times the examples, and with a random seed: for a longer hunt.
 _SCALE = int(os.environ.get("DIGITLAB_FUZZ_SCALE", "1"))
@@ -135,7 +135,8 @@ def _csv_lines(labelled: bool, rows: int = 2) -> list[str]:
 
 
 _TOKENS = st.one_of(
-    st.sampled_from(["", "NaN", "nan", "inf", "-1", "256", "1e3", "3.5", " 7", '"5"', "0x1f", "١٢", "10", "9" * 5000, "\x00", "\ufeff"]),
+    st.sampled_from(["", "NaN", "nan", "inf", "-1", "256", "1e3", "3.5", " 7", '"5"', "0x1f", "١٢", "10", "9" * 5000,
+                     "\x00", "\ufeff"]),
     st.text(max_size=6),
     st.integers(-(10**20), 10**20).map(str),
 )

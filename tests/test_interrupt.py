@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import make_learnable_digits
-from digitlab import checkpoints
-from digitlab.convert import convert
+from digitlab.data.convert import convert
+from digitlab.training import checkpoints
 
 # Under a second an epoch for tiny-convnet; enough epochs that a busy machine cannot finish first.
 EPOCHS, STEPS = 20, 200

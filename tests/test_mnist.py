@@ -26,7 +26,8 @@ def test_data_info_mnist_prints_sizes_and_class_counts(mnist_folder, monkeypatch
     result = run_cli("--offline", "data", "info", "mnist")
     assert result.code == 0, result.err
     assert "60,000" in result.out and "10,000" in result.out
-    train_row = next(line for line in result.out.splitlines() if line.strip("│ ").startswith("train") and "5923" in line)
+    train_row = next(line for line in result.out.splitlines()
+                     if line.strip("│ ").startswith("train") and "5923" in line)
     assert [int(token) for token in train_row.replace("│", " ").split()[1:]] == TRAIN_COUNTS
 
 

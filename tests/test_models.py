@@ -1,4 +1,4 @@
-"""Tests of the model zoo (digitlab.models) and of LocallyConnected2D (digitlab.layers)."""
+"""Tests of the model zoo (digitlab.models) and of LocallyConnected2D (digitlab.models.layers)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from digitlab import models
 from digitlab.errors import DigitlabError
-from digitlab.layers import FusedBatchNormalization, LocallyConnected2D
+from digitlab.models.layers import FusedBatchNormalization, LocallyConnected2D
 
 # (all parameters, trainable parameters) of each built-in model with default options.
 STATED_PARAMETER_COUNTS = {

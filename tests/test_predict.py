@@ -7,19 +7,18 @@ import csv
 import warnings
 import zipfile
 
-import numpy as np
-import pytest
-
-from conftest import make_digits
-from digitlab.dataset import Dataset
-from digitlab.errors import DigitlabError, OutputExistsError
-from digitlab.formats import kaggle_csv
-from digitlab.modelio import ModelError, input_adapter, load_model
-from digitlab.predict import predict_probabilities, submit, write_predictions, write_submission
-
 # Keras after digitlab, which picks the backend.
 import keras
+import numpy as np
+import pytest
 from keras import layers
+
+from conftest import make_digits
+from digitlab.data.dataset import Dataset
+from digitlab.data.formats import kaggle_csv
+from digitlab.errors import DigitlabError, OutputExistsError
+from digitlab.inference.model_files import ModelError, input_adapter, load_model
+from digitlab.inference.predict import predict_probabilities, submit, write_predictions, write_submission
 
 
 def tiny_model(classes: int = 10) -> keras.Model:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from digitlab.data.formats.image_folder import read_image
 from digitlab.errors import DataError
-from digitlab.formats.image_folder import read_image
-from digitlab.preprocess import open_image, prepare, segment, to_grey_ink, to_mnist
-from digitlab.recognise import read
+from digitlab.preparation.preprocess import open_image, prepare, segment, to_grey_ink, to_mnist
+from digitlab.recognition.readings import read
 
 # Digits as pen strokes in a unit box (x right, y down): polylines.
 STROKES = {
@@ -193,7 +193,7 @@ def test_mnist_style_images_come_out_unchanged(originals):
 
 @pytest.mark.mnist
 def test_real_mnist_test_digits_come_out_nearly_unchanged(mnist_folder):
-    from digitlab.formats import idx
+    from digitlab.data.formats import idx
 
     images = idx.read_images(mnist_folder / "t10k-images-idx3-ubyte.gz")[:300]
     differences = []
@@ -364,7 +364,8 @@ def bomb_png(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1000)))
+            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("width, height", [(8000, 6000), (40000, 40000)], ids=["48-megapixels", "bomb"])

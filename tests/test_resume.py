@@ -6,16 +6,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import make_learnable_digits
-from digitlab import checkpoints
-from digitlab.convert import convert
+from digitlab.data.convert import convert
 from digitlab.errors import DigitlabError
+from digitlab.training import checkpoints
 
 EPOCHS, STEPS = 4, 250  # about a second an epoch for tiny-convnet
 
@@ -43,12 +42,12 @@ def assert_identical(first, second):
 
 
 def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(learnable_npz, tmp_path):
-    import digitlab.api as api
+    import digitlab.training.api as api
 
     runs = tmp_path / "killed"
     script = textwrap.dedent(f"""
-        import digitlab.api
-        digitlab.api.train("tiny-convnet", **{options(learnable_npz, runs)!r})
+        import digitlab.training.api
+        digitlab.training.api.train("tiny-convnet", **{options(learnable_npz, runs)!r})
     """)
     process = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,7 +86,7 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(learnabl
 
 
 def test_deterministic_twice_gives_identical_weights(learnable_npz, tmp_path):
-    import digitlab.api as api
+    import digitlab.training.api as api
 
     settings = options(learnable_npz, tmp_path, epochs=2, steps_per_epoch=20)
     first, second = api.train("tiny-convnet", **settings), api.train("tiny-convnet", **settings)
@@ -95,7 +94,7 @@ def test_deterministic_twice_gives_identical_weights(learnable_npz, tmp_path):
 
 
 def test_resume_refuses_a_folder_without_checkpoint_and_options_beside_resume(tmp_path):
-    import digitlab.api as api
+    import digitlab.training.api as api
 
     folder = tmp_path / "run"
     folder.mkdir()

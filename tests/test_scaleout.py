@@ -13,10 +13,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.con
 
 import digitlab  # noqa: E402
 from conftest import make_learnable_digits  # noqa: E402
-from digitlab.config import resolve  # noqa: E402
-from digitlab.dataset import Dataset  # noqa: E402
-from digitlab.formats import idx, kaggle_csv  # noqa: E402
-from digitlab.sharded_predict import PLAN_FILENAME, read_predictions  # noqa: E402
+from digitlab.data.dataset import Dataset  # noqa: E402
+from digitlab.data.formats import idx, kaggle_csv  # noqa: E402
+from digitlab.inference.sharded import PLAN_FILENAME, read_predictions  # noqa: E402
+from digitlab.recipes.config import resolve  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digitlab import serve
 from digitlab.errors import DataError, DigitlabError
+from digitlab.serve import app as serve
 
 TOKEN = "s3cret-token"
 _WEIGHTS = np.random.default_rng(7).normal(size=(784, 10)).astype(np.float32)
@@ -304,7 +304,7 @@ def test_prediction_failure_is_a_generic_500_and_logged(caplog):
         raise RuntimeError("tensor shapes are all wrong")
 
     client = TestClient(serve.create_app(broken, "broken"), raise_server_exceptions=False)
-    with caplog.at_level(logging.ERROR, logger="digitlab.serve"):
+    with caplog.at_level(logging.ERROR, logger="digitlab.serve.app"):
         response = client.post("/api/predict", json={"pixels": mnist_style_pixels()})
     assert response.status_code == 500
     assert "tensor" not in response.json()["detail"]
@@ -506,7 +506,7 @@ def test_refuses_a_public_host_without_a_token(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("how", ["token", "environment", "allow_no_token"])
 def test_a_public_host_with_a_token_or_override_goes_on_to_load_the_model(tmp_path, monkeypatch, how):
-    from digitlab.modelio import ModelError
+    from digitlab.inference.model_files import ModelError
 
     monkeypatch.delenv(serve.TOKEN_ENVIRONMENT_VARIABLE, raising=False)
     options = {}

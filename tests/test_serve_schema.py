@@ -8,7 +8,7 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi import checks
 
-from digitlab import serve
+from digitlab.serve import app as serve
 from test_serve import TOKEN, fake_predict
 
 app = serve.create_app(fake_predict, "fake-model")

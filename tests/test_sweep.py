@@ -5,8 +5,8 @@ import sys
 import pandas as pd
 import pytest
 
-from digitlab.config import ConfigError, resolve
-from digitlab.sweep import Range, read_sweep
+from digitlab.recipes.config import ConfigError, resolve
+from digitlab.training.sweep import Range, read_sweep
 
 
 def _sweep_file(tmp_path, text: str):
@@ -17,14 +17,17 @@ def _sweep_file(tmp_path, text: str):
 
 BAD_SWEEPS = [
     ('recipe = "tiny-convnet"\nserach = {}\n',
-     "unknown key 'serach' (did you mean 'search'?); known: recipe, method, samples, seed, metric, fixed, search, asha"),
+     "unknown key 'serach' (did you mean 'search'?); known: recipe, method, samples, seed, metric, fixed, "
+     "search, asha"),
     ('recipe = "tiny-convnet"\n',
      "[search] is missing or empty; name at least one option to vary, e.g. learning_rate = [0.001, 0.01]"),
-    ("[search]\nlearning_rat = [0.1]\n", "[search] unknown key 'learning_rat' (did you mean 'learning_rate'?); known: "),
+    ("[search]\nlearning_rat = [0.1]\n",
+     "[search] unknown key 'learning_rat' (did you mean 'learning_rate'?); known: "),
     ("[search]\nbatch_size = []\n", "[search] batch_size: the list of values is empty"),
     ("[search]\nbatch_size = 32\n",
      "[search] batch_size: expected a list of values or a range {min = ..., max = ...}, got 32"),
-    ("[search]\nlearning_rate = {min = 0.1, max = 0.01}\n", "[search] learning_rate: min (0.1) must be below max (0.01)"),
+    ("[search]\nlearning_rate = {min = 0.1, max = 0.01}\n",
+     "[search] learning_rate: min (0.1) must be below max (0.01)"),
     ("[search]\nlearning_rate = {min = 0.0, max = 0.1, log = true}\n",
      "[search] learning_rate: a log range needs min above 0, got 0.0"),
     ("[search]\nlearning_rate = {min = 0.001}\n", "[search] learning_rate: a range needs both min and max"),
@@ -36,7 +39,8 @@ BAD_SWEEPS = [
      'samples is for method = "random"; a grid runs every combination once'),
     ('method = "bayes"\n[search]\nbatch_size = [32]\n', "method = 'bayes' is not one of grid, random"),
     ('metric = "test_accuracy"\n[search]\nbatch_size = [32]\n',
-     "metric = 'test_accuracy' is not one of val_accuracy, val_loss (the test data is only reported on, never used to choose)"),
+     "metric = 'test_accuracy' is not one of val_accuracy, val_loss (the test data is only reported on, "
+     "never used to choose)"),
     ("samples = 0\n[search]\nlearning_rate = {min = 0.001, max = 0.1}\n",
      "samples must be a whole number of at least 1, got 0"),
     ("[fixed]\nbatch_size = 64\n[search]\nbatch_size = [32, 64]\n",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import make_learnable_digits
-from digitlab.config import ConfigError, TrainingConfig, resolve
-from digitlab.convert import convert
+from digitlab.data.convert import convert
+from digitlab.recipes.config import ConfigError, TrainingConfig, resolve
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_unknown_recipe_lists_the_recipes():
 
 
 def test_exponential_schedule_gives_lr0_times_decay_per_epoch(learnable_npz, tmp_path):
-    from digitlab.training import train
+    from digitlab.training.fit import train
 
     run = train(small(learnable_npz, tmp_path, epochs=3, schedule="exponential", decay_rate=0.9,
                       steps_per_epoch=2), verbose=0)
@@ -63,7 +63,7 @@ def test_exponential_schedule_gives_lr0_times_decay_per_epoch(learnable_npz, tmp
 
 
 def test_plateau_halves_the_rate_when_validation_stalls(learnable_npz, tmp_path):
-    from digitlab.training import train
+    from digitlab.training.fit import train
 
     # A rate this small cannot change any prediction, so validation accuracy never improves.
     config = small(learnable_npz, tmp_path, epochs=4, schedule="plateau", learning_rate=1e-9,
@@ -73,7 +73,8 @@ def test_plateau_halves_the_rate_when_validation_stalls(learnable_npz, tmp_path)
 
 
 def test_one_cycle_and_cosine_shapes():
-    from digitlab.schedules import OneCycle, learning_rate
+    from digitlab.models.one_cycle import OneCycle
+    from digitlab.training.schedules import learning_rate
 
     one_cycle = OneCycle(0.01, total_steps=100, warmup_fraction=0.25)
     values = [float(one_cycle(step)) for step in (0, 25, 60, 100)]
@@ -89,8 +90,8 @@ def test_one_cycle_and_cosine_shapes():
      "augmentation": {"rotation": 10, "zoom": 0.1, "width_shift": 0.1, "height_shift": 0.1}},
 ], ids=["plain", "smoothing-augmentation-one-cycle"])
 def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, extra):
-    from digitlab.modelio import load_model
-    from digitlab.training import train
+    from digitlab.inference.model_files import load_model
+    from digitlab.training.fit import train
 
     run = train(small(learnable_npz, tmp_path, epochs=3, learning_rate=0.01, **extra), verbose=0)
     names = {path.name for path in run.path.iterdir()}
@@ -105,10 +106,11 @@ def test_run_folder_has_everything_and_model_reloads(learnable_npz, tmp_path, ex
     assert np.array_equal(load_model(run.path).predict(images, verbose=0), run.model.predict(images, verbose=0))
 
 
-@pytest.mark.parametrize("name", ["accurate", "fast", "handwriting", "keras-example", "three-conv-batchnorm", "four-conv-augmented"])
+@pytest.mark.parametrize("name", ["accurate", "fast", "handwriting", "keras-example", "three-conv-batchnorm",
+                                  "four-conv-augmented"])
 def test_shipped_recipe_is_valid_and_builds_its_model(name):
     from digitlab import models
-    from digitlab.config import recipe_names
+    from digitlab.recipes.config import recipe_names
 
     assert name in recipe_names()
     config = resolve(name)
@@ -118,8 +120,8 @@ def test_shipped_recipe_is_valid_and_builds_its_model(name):
 
 
 def test_steps_per_execution_rounds_each_epoch_up_to_whole_executions(learnable_npz, tmp_path):
-    from digitlab.backend import keras
-    from digitlab.training import train
+    from digitlab.compute.backend import keras
+    from digitlab.training.fit import train
 
     class StepCounter(keras().callbacks.Callback):
         def __init__(self):
@@ -140,8 +142,8 @@ def test_steps_per_execution_rounds_each_epoch_up_to_whole_executions(learnable_
 
 
 def test_mixed_precision_trains_and_saves_a_float32_model(learnable_npz, tmp_path):
-    from digitlab.backend import keras
-    from digitlab.training import train
+    from digitlab.compute.backend import keras
+    from digitlab.training.fit import train
 
     run = train(small(learnable_npz, tmp_path, model="fast-convnet", precision="mixed_bfloat16", epochs=4,
                       learning_rate=0.01), verbose=0)
@@ -164,7 +166,7 @@ def test_steps_per_execution_must_be_a_positive_whole_number(value, message):
 
 @pytest.mark.mnist
 def test_the_default_recipe_reaches_99_percent_on_mnist_in_two_epochs(mnist_folder, tmp_path):
-    from digitlab.api import train
+    from digitlab.training.api import train
 
     run = train(data=str(mnist_folder), runs_dir=str(tmp_path), verbose=0)
     assert (run.config.recipe, len(run.history)) == ("fast", 2)
@@ -173,7 +175,7 @@ def test_the_default_recipe_reaches_99_percent_on_mnist_in_two_epochs(mnist_fold
 
 @pytest.mark.mnist
 def test_one_epoch_on_5000_mnist_images_reaches_90_percent(mnist_folder, tmp_path):
-    from digitlab.training import train
+    from digitlab.training.fit import train
 
     config = resolve("three-conv-batchnorm", overrides={
         "data": str(mnist_folder), "epochs": 1, "train_limit": 5000, "runs_dir": str(tmp_path)})

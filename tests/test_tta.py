@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab.tta import (
+from digitlab.inference.tta import (
     DEFAULT_ROTATIONS,
     DEFAULT_SHIFTS,
     TestTimeAugmentation,
@@ -137,7 +137,7 @@ def test_tta_variants_and_refusals():
 
 def test_classifier_tta_wraps_its_predict_function(tmp_path):
     import digitlab
-    from digitlab.classifier import Classifier
+    from digitlab.inference.classifier import Classifier
 
     model = digitlab.models.create("tiny-convnet")
     images = margined_images(20)

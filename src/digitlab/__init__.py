@@ -24,22 +24,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from digitlab.dataset import Dataset  # noqa: E402
+from digitlab.data.dataset import Dataset
+from digitlab.data.sources import load, load_parts
 from digitlab.errors import DigitlabError  # noqa: E402
-from digitlab.sources import load, load_parts  # noqa: E402
 
 if TYPE_CHECKING:
     from digitlab import models
-    from digitlab.api import train
-    from digitlab.classifier import Classifier, load_model
-    from digitlab.training import Run
+    from digitlab.inference.classifier import Classifier, load_model
+    from digitlab.runs.run import Run
+    from digitlab.training.api import train
 
 # Public name -> (module, attribute in it; None for the module itself).
 _LAZY = {
-    "train": ("digitlab.api", "train"),
-    "load_model": ("digitlab.classifier", "load_model"),
-    "Classifier": ("digitlab.classifier", "Classifier"),
-    "Run": ("digitlab.training", "Run"),
+    "train": ("digitlab.training.api", "train"),
+    "load_model": ("digitlab.inference.classifier", "load_model"),
+    "Classifier": ("digitlab.inference.classifier", "Classifier"),
+    "Run": ("digitlab.runs.run", "Run"),
     "models": ("digitlab.models", None),
 }
 

@@ -1,0 +1,5 @@
+"""The `digitlab` command line."""
+
+from digitlab.cli.commands import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""Digit data: the in-memory Dataset, its sources and file formats, splits, named datasets, pictures."""

@@ -1,0 +1,1 @@
+"""How well a model reads labelled digits: metrics, calibration, figures and the HTML report."""

@@ -1,0 +1,1 @@
+"""Training configurations: the defaults, the named recipes (TOML files here) and config files."""

@@ -1,0 +1,1 @@
+"""`digitlab serve`: the drawing page and the HTTP API."""

@@ -1,0 +1,1 @@
+"""Training: input pipeline and augmentation, schedules, checkpoints, the fit, ensembles, sweeps, Ray."""
