@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from digitlab.inference.ensembles import (
     AVERAGING,
@@ -21,9 +21,6 @@ from digitlab.inference.ensembles import (
 )
 from digitlab.recipes.config import ConfigError, TrainingConfig
 from digitlab.runs.run import EnsembleRun, Run
-
-if TYPE_CHECKING:
-    from digitlab.evaluation.metrics import Evaluation
 
 
 def _member_models(members: int | None, vary: str, models: Sequence[str] | None) -> tuple[int, list[str] | None]:
@@ -68,8 +65,6 @@ def _member_configs(base: TrainingConfig, count: int, vary: str, models: list[st
     return configs
 
 
-def _rounded(evaluation: Evaluation | None, figure: str) -> float | None:
-    return None if evaluation is None else round(float(getattr(evaluation, figure)), 6)
 
 
 def _member_text(config: TrainingConfig) -> str:
@@ -137,11 +132,10 @@ def train_ensemble(
     """
     from digitlab import models as model_registry
     from digitlab.evaluation.metrics import evaluate
-    from digitlab.evaluation.report import write_report
     from digitlab.inference.model_files import input_adapter
     from digitlab.outputs import write_text
     from digitlab.recipes.config import resolve, to_toml
-    from digitlab.runs.folder import library_versions, new_run_folder
+    from digitlab.runs.folder import CONFIG_FILE, finish_run, library_versions, new_run_folder, report_split
     from digitlab.training.api import DEFAULT_RECIPE, _checked_options
     from digitlab.training.fit import prepare_data
     from digitlab.training.fit import train as train_config
@@ -174,7 +168,7 @@ def train_ensemble(
     ensemble_settings = {"members": count, "vary": vary, "averaging": AVERAGING,
                          "seeds": [config.seed for config in configs],
                          "models": [config.model for config in configs]}
-    write_text(folder / "config.toml", to_toml(base.as_dict() | {"ensemble": ensemble_settings,
+    write_text(folder / CONFIG_FILE, to_toml(base.as_dict() | {"ensemble": ensemble_settings,
                                                                  "versions": library_versions()}), force=True)
     started = time.perf_counter()
     if ray or ray_address:
@@ -207,27 +201,21 @@ def train_ensemble(
         "parameters": sum(entry["parameters"] for entry in member_entries),
         "training_seconds": round(training_seconds, 2),
     }
-    for name, evaluation in evaluated.items():
-        metrics[f"{name}_accuracy"] = _rounded(evaluation, "accuracy")
-        metrics[f"{name}_loss"] = _rounded(evaluation, "loss")
-        metrics[f"{name}_calibration_error"] = _rounded(evaluation, "calibration_error")
+    for name in evaluated:
         metrics[f"member_{name}_accuracy"] = [entry[f"{name}_accuracy"] for entry in member_entries]
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n", force=True)
-
-    shown_name = "test" if "test" in evaluated else "validation"
-    shown_data = splits.test if shown_name == "test" else splits.validation
-    if shown_name in evaluated:
-        member_figures = ", ".join(
-            f"{entry[f'{shown_name}_accuracy']:.2%}" for entry in member_entries
-            if entry[f"{shown_name}_accuracy"] is not None
-        )
-        write_report(
-            folder, evaluated[shown_name], shown_data, None, title=f"digitlab ensemble {folder.name}",
-            details={"recipe": base.recipe, "members": f"{count}, differing by {vary}",
-                     "models": ", ".join(metrics["models"]), "averaging": AVERAGING, "data": base.data,
-                     "evaluated on": shown_name, f"members' {shown_name} accuracy": member_figures,
-                     "training time": f"{training_seconds:.1f} s", "parameters": f"{metrics['parameters']:,}"},
-        )
+    datasets = {"validation": splits.validation, "test": splits.test}
+    shown_name = report_split(evaluated)
+    member_figures = "" if shown_name is None else ", ".join(
+        f"{entry[f'{shown_name}_accuracy']:.2%}" for entry in member_entries
+        if entry[f"{shown_name}_accuracy"] is not None
+    )
+    finish_run(
+        folder, metrics, evaluated, datasets, None, f"digitlab ensemble {folder.name}",
+        details={"recipe": base.recipe, "members": f"{count}, differing by {vary}",
+                 "models": ", ".join(metrics["models"]), "averaging": AVERAGING, "data": base.data,
+                 "evaluated on": str(shown_name), f"members' {shown_name} accuracy": member_figures,
+                 "training time": f"{training_seconds:.1f} s", "parameters": f"{metrics['parameters']:,}"},
+    )
     # Written last: an ensemble folder without ensemble.json is an unfinished one.
     description = {
         "format": ENSEMBLE_FORMAT, "version": ENSEMBLE_FORMAT_VERSION, "averaging": AVERAGING,
@@ -236,4 +224,4 @@ def train_ensemble(
     }
     write_text(folder / ENSEMBLE_FILENAME, json.dumps(description, indent=2) + "\n", force=True)
     return EnsembleRun(folder, base, vary, runs, metrics, evaluation=evaluated.get(shown_name),
-                       evaluation_data=shown_data if shown_name in evaluated else None)
+                       evaluation_data=datasets.get(shown_name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -19,7 +18,17 @@ from digitlab.errors import DigitlabError
 from digitlab.evaluation import calibration
 from digitlab.outputs import write_file, write_text
 from digitlab.recipes.config import ConfigError, TrainingConfig, to_toml
-from digitlab.runs.folder import library_versions, new_run_folder, run_config
+from digitlab.runs.folder import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    finish_run,
+    library_versions,
+    new_run_folder,
+    report_split,
+    run_config,
+)
 from digitlab.runs.run import Run
 from digitlab.training import checkpoints
 
@@ -94,7 +103,7 @@ def _history_callback(keras, folder: Path, started: float, rows: list[dict[str, 
             row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             row["epoch_seconds"] = time.perf_counter() - self.epoch_started
             self.rows.append(row)
-            write_text(folder / "history.csv", pd.DataFrame(self.rows).to_csv(index=False), force=True)
+            write_text(folder / HISTORY_FILE, pd.DataFrame(self.rows).to_csv(index=False), force=True)
 
         @property
         def frame(self):
@@ -229,10 +238,10 @@ def resume(
     `train` does. A finished run (metrics.json present) or one without a checkpoint is refused.
     """
     folder = Path(run_dir)
-    config_path = folder / "config.toml"
+    config_path = folder / CONFIG_FILE
     if not folder.is_dir():
         raise DigitlabError(f"{folder}: no such run folder")
-    if (folder / "metrics.json").exists():
+    if (folder / METRICS_FILE).exists():
         raise DigitlabError(f"{folder} has finished (metrics.json is there); there is nothing to resume")
     if not config_path.is_file():
         raise DigitlabError(f"{folder} is not a digitlab run folder (no config.toml)")
@@ -276,7 +285,6 @@ def _train(
 ) -> Run:
     from digitlab import models
     from digitlab.evaluation.metrics import evaluate
-    from digitlab.evaluation.report import write_report
     from digitlab.training import pipeline, schedules
 
     keras = backend.keras()
@@ -321,7 +329,7 @@ def _train(
     if config.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard")))
     if resumed is None:
-        write_text(folder / "config.toml", to_toml(config.as_dict() | {"versions": library_versions()}), force=True)
+        write_text(folder / CONFIG_FILE, to_toml(config.as_dict() | {"versions": library_versions()}), force=True)
 
     validation_data = None
     if splits.validation is not None:
@@ -358,7 +366,7 @@ def _train(
     uncalibrated = {name: evaluate(model, dataset) for name, dataset in labelled.items()}
     # The checkpoints keep the uncalibrated weights, so a resumed run is calibrated once, here.
     temperature = calibration.calibrate(model, splits.validation) if splits.validation is not None else None
-    write_file(folder / "model.keras", model.save, force=True)
+    write_file(folder / MODEL_FILE, model.save, force=True)
 
     history = history_log.frame
     metrics: dict[str, Any] = {
@@ -370,22 +378,15 @@ def _train(
     evaluated = uncalibrated
     if temperature is not None:
         evaluated = {name: evaluate(model, dataset) for name, dataset in labelled.items()}
-    for name, evaluation in evaluated.items():
-        metrics[f"{name}_accuracy"] = round(float(evaluation.accuracy), 6)
-        metrics[f"{name}_loss"] = round(float(evaluation.loss), 6)
-        metrics[f"{name}_calibration_error"] = round(evaluation.calibration_error, 6)
-        if temperature is not None:
-            metrics[f"{name}_calibration_error_uncalibrated"] = round(uncalibrated[name].calibration_error, 6)
-    write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n", force=True)
-    shown_name = "test" if "test" in evaluated else "validation"
-    if shown_name in evaluated:
-        details = {"recipe": config.recipe, "model": config.model, "data": config.data,
-                   "evaluated on": shown_name, "epochs": str(len(history)),
-                   "training time": f"{training_seconds:.1f} s",
-                   "parameters": f"{model.count_params():,}", "calibration": metrics["calibration"]}
-        if temperature is not None:
-            details["before calibration"] = f"calibration error {uncalibrated[shown_name].calibration_error:.2%}"
-        write_report(folder, evaluated[shown_name], labelled[shown_name], history,
-                     title=f"digitlab run {folder.name}", details=details)
+        for name, evaluation in uncalibrated.items():
+            metrics[f"{name}_calibration_error_uncalibrated"] = round(evaluation.calibration_error, 6)
+    shown_name = report_split(evaluated)
+    details = {"recipe": config.recipe, "model": config.model, "data": config.data,
+               "evaluated on": str(shown_name), "epochs": str(len(history)),
+               "training time": f"{training_seconds:.1f} s",
+               "parameters": f"{model.count_params():,}", "calibration": metrics["calibration"]}
+    if temperature is not None and shown_name is not None:
+        details["before calibration"] = f"calibration error {uncalibrated[shown_name].calibration_error:.2%}"
+    finish_run(folder, metrics, evaluated, labelled, history, f"digitlab run {folder.name}", details)
     return Run(folder, config, model, history, metrics,
                evaluation=evaluated.get(shown_name), evaluation_data=labelled.get(shown_name))

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.recipes.config import DEFAULT_RECIPE, ConfigError, TrainingConfig, apply, read_toml, resolve, to_toml
+from digitlab.runs.folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
 
 __all__ = ["Range", "Sweep", "SweepResult", "read_sweep", "run_sweep"]
 
@@ -295,7 +296,7 @@ class SweepResult:
 
 def _trial_folder(trials_dir: Path) -> Path | None:
     """The run folder a trial made inside its own runs_dir, if it got that far."""
-    folders = sorted(folder for folder in trials_dir.glob("*") if (folder / "config.toml").is_file())
+    folders = sorted(folder for folder in trials_dir.glob("*") if (folder / CONFIG_FILE).is_file())
     return folders[-1] if folders else None
 
 
@@ -309,8 +310,8 @@ def _trial_row(number: int, settings: dict[str, Any], config: TrainingConfig, fo
     import pandas as pd
 
     history = None
-    if folder is not None and (folder / "history.csv").is_file():
-        history = pd.read_csv(folder / "history.csv")
+    if folder is not None and (folder / HISTORY_FILE).is_file():
+        history = pd.read_csv(folder / HISTORY_FILE)
     row: dict[str, Any] = {"trial": number, **settings}
     if history is None or metric not in history or history[metric].isna().all():
         row.update({"status": "failed" if failure else "not started", metric: float("nan"), "best_epoch": None,
@@ -318,7 +319,7 @@ def _trial_row(number: int, settings: dict[str, Any], config: TrainingConfig, fo
     else:
         values = history[metric].to_numpy(dtype=np.float64)
         best = int(np.nanargmax(values) if mode == "max" else np.nanargmin(values))
-        finished = (folder / "metrics.json").is_file()
+        finished = (folder / METRICS_FILE).is_file()
         row.update({"status": "finished" if finished else ("failed" if failure else "stopped early"),
                     metric: round(float(values[best]), 6), "best_epoch": int(history["epoch"].iloc[best]),
                     "epochs_run": len(history)})

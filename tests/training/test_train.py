@@ -178,6 +178,7 @@ def test_one_epoch_on_5000_mnist_images_reaches_90_percent(mnist_folder, tmp_pat
     from digitlab.training.fit import train
 
     config = resolve("three-conv-batchnorm", overrides={
-        "data": str(mnist_folder), "epochs": 1, "train_limit": 5000, "runs_dir": str(tmp_path)})
+        "data": str(mnist_folder), "epochs": 1, "train_limit": 5000, "runs_dir": str(tmp_path),
+        "deterministic": True})
     run = train(config, verbose=0)
     assert run.metrics["test_accuracy"] >= 0.90, run.metrics

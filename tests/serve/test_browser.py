@@ -25,7 +25,7 @@ from conftest import MNIST_FOLDER
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOT = Path(__file__).parents[1] / "docs" / "drawing-page.png"
+SCREENSHOT = Path(__file__).parents[2] / "docs" / "drawing-page.png"
 QUIET_SECONDS = 0.4  # no request for this long (over the page's 150 ms throttle): reading done
 READ_TIMEOUT_SECONDS = 15
 

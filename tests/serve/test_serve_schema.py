@@ -7,9 +7,9 @@ import hypothesis
 import pytest
 import schemathesis
 from schemathesis.specs.openapi import checks
+from test_serve import TOKEN, fake_predict
 
 from digitlab.serve import app as serve
-from test_serve import TOKEN, fake_predict
 
 app = serve.create_app(fake_predict, "fake-model")
 

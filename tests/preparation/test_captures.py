@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from tests.test_preprocess import STROKES, aligned_correlation, centre_of_mass, mnist_like
+from test_preprocess import STROKES, aligned_correlation, centre_of_mass, mnist_like
 
 from digitlab.preparation.preprocess import prepare
 
@@ -149,7 +149,7 @@ def test_bold_binary_ink_covering_half_the_image_is_still_the_ink():
 @pytest.mark.mnist
 def test_numbers_photographed_keep_their_digit_count(mnist_folder):
     """MNIST's digits written across a photo, close together: line finding must not cut them."""
-    from tests.test_preprocess import photo_of, strip_of
+    from test_preprocess import photo_of, strip_of
 
     from digitlab.data.sources import load
 

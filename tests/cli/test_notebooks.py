@@ -9,7 +9,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-EXAMPLES = Path(__file__).parents[1] / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 SMALL_RUN = {
     "DIGITLAB_EXAMPLE_EPOCHS": "1",
     "DIGITLAB_EXAMPLE_TRAIN_LIMIT": "1000",
