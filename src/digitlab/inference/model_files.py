@@ -369,16 +369,27 @@ def input_adapter(
     source = f"model {model.name!r}"
     plan = _plan_input(model, source)
 
+    def run_batch(batch: np.ndarray) -> np.ndarray:
+        return keras.ops.convert_to_numpy(model(_adapted(batch, plan), training=False))
+
+    return _batched(run_batch, batch_size, source)
+
+
+def _batched(
+    run_batch: Callable[[np.ndarray], np.ndarray], step: int, source: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The function from uint8 (N, 28, 28) images to probabilities that checks the images and
+    gives them to `run_batch` (model scores) `step` at a time."""
+
     def predict(images: np.ndarray) -> np.ndarray:
         images = _checked_images(images)
         if len(images) == 0:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        batches = []
-        for start in range(0, len(images), batch_size):
-            batch = _adapted(images[start : start + batch_size], plan)
-            output = model(batch, training=False)
-            batches.append(np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32))
-        return _as_probabilities(np.concatenate(batches), source)
+        scores = np.concatenate([np.asarray(run_batch(images[start : start + step]), dtype=np.float32)
+                                 for start in range(0, len(images), step)])
+        if scores.shape != (len(images), NUM_CLASSES):
+            raise ModelError(source, f"the model gave outputs of shape {scores.shape} for {len(images)} images")
+        return _as_probabilities(scores, source)
 
     return predict
 
@@ -510,26 +521,13 @@ def _onnx_adapter(model: OnnxModel, batch_size: int) -> Callable[[np.ndarray], n
     """`input_adapter` for an OnnxModel: batches run through its ONNX Runtime session."""
     plan, fixed_batch_size = _plan_onnx_input(model)
     input_name = model.session.get_inputs()[0].name
-    step = fixed_batch_size or batch_size
-    source = str(model.path)
 
-    def predict(images: np.ndarray) -> np.ndarray:
-        images = _checked_images(images)
-        if len(images) == 0:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        batches = []
-        for start in range(0, len(images), step):
-            batch = images[start : start + step]
-            count = len(batch)
-            if fixed_batch_size is not None and count < fixed_batch_size:
-                # A model exported for a fixed batch size: pad the last batch with blank images.
-                padding = np.zeros((fixed_batch_size - count, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
-                batch = np.concatenate([batch, padding])
-            output = model.session.run(None, {input_name: _adapted(batch, plan)})[0]
-            batches.append(np.asarray(output[:count], dtype=np.float32))
-        scores = np.concatenate(batches)
-        if scores.shape != (len(images), NUM_CLASSES):
-            raise ModelError(source, f"the model gave outputs of shape {scores.shape} for {len(images)} images")
-        return _as_probabilities(scores, source)
+    def run_batch(batch: np.ndarray) -> np.ndarray:
+        count = len(batch)
+        if fixed_batch_size is not None and count < fixed_batch_size:
+            # A model exported for a fixed batch size: pad the last batch with blank images.
+            padding = np.zeros((fixed_batch_size - count, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+            batch = np.concatenate([batch, padding])
+        return model.session.run(None, {input_name: _adapted(batch, plan)})[0][:count]
 
-    return predict
+    return _batched(run_batch, fixed_batch_size or batch_size, str(model.path))

@@ -27,9 +27,12 @@ thousand (see bench/batch_reading.py).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -190,25 +193,23 @@ def _check_pixel_count(size: tuple[int, int], source: ImageSource) -> None:
         raise DataError(_error_path(source), "the image has no pixels")
 
 
-def _decode(source: ImageSource) -> Image.Image:
-    """The first frame of the image file or bytes, its size checked before it is decoded, EXIF
-    orientation applied."""
+def bomb_message(error: Exception) -> str:
+    """Pillow's decompression-bomb refusal in digitlab's words, with the pixel count it claims."""
+    claimed = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"claims {int(claimed.group(1)):,} pixels" if claimed else "is too large"
+    return (
+        f"refused: the image {size}, more than the {MAX_PIXELS // 1_000_000}-megapixel limit "
+        "(a decompression bomb, or no digit photo)"
+    )
+
+
+@contextlib.contextmanager
+def image_errors(path: str | Path | None) -> Iterator[None]:
+    """What can go wrong while an image file is opened and decoded, as a DataError naming it."""
     from PIL import Image, UnidentifiedImageError
 
-    path = _error_path(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": the pixels still load
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if isinstance(source, (bytes, bytearray, memoryview)):
-                opened = Image.open(io.BytesIO(bytes(source)))
-            else:
-                opened = Image.open(Path(source))
-            with opened:
-                _check_pixel_count(opened.size, source)
-                opened.seek(0)
-                opened.load()
-                return _upright(opened)
+        yield
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
     except IsADirectoryError:
@@ -216,11 +217,30 @@ def _decode(source: ImageSource) -> Image.Image:
     except UnidentifiedImageError:
         raise DataError(path, "not an image, or a damaged one") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise DataError(path, f"refused: {error}") from None
+        raise DataError(path, bomb_message(error)) from None
     except DataError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise DataError(path, f"not an image, or a damaged one ({error})") from None
+
+
+def _decode(source: ImageSource) -> Image.Image:
+    """The first frame of the image file or bytes, its size checked before it is decoded, EXIF
+    orientation applied."""
+    from PIL import Image
+
+    with image_errors(_error_path(source)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data": the pixels still load
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            opened = Image.open(io.BytesIO(bytes(source)))
+        else:
+            opened = Image.open(Path(source))
+        with opened:
+            _check_pixel_count(opened.size, source)
+            opened.seek(0)
+            opened.load()
+            return _upright(opened)
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -265,7 +285,7 @@ def _resolve_alpha(image: Image.Image) -> np.ndarray:
     return grey * alpha + paper * (1.0 - alpha)
 
 
-def _high_depth_grey(image: Image.Image) -> np.ndarray:
+def high_depth_grey(image: Image.Image) -> np.ndarray:
     """Grey in [0, 1] of 16-bit, 32-bit integer and float images (Pillow's convert("L") clips them)."""
     values = np.asarray(image, dtype=np.float64)
     if image.mode == "F":
@@ -286,7 +306,7 @@ def _flatten(image: Image.Image, source: ImageSource) -> Image.Image:
     if mode in ("RGBA", "RGBa", "LA", "La", "PA"):
         grey = _resolve_alpha(image)
     elif mode.startswith("I") or mode == "F":
-        grey = _high_depth_grey(image)
+        grey = high_depth_grey(image)
     elif mode == "L":
         return image
     else:

@@ -35,39 +35,18 @@ def read_image(path: str | Path) -> np.ndarray:
     (`digitlab.preparation.preprocess.prepare`, one digit: the largest, with its pieces); an image in which
     no digit is found raises DataError "no digit found".
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from digitlab.preparation.preprocess import image_errors
 
     path = Path(path)
-    try:
-        with Image.open(path) as image:
-            if image.size == (IMAGE_SIDE, IMAGE_SIDE):
-                image.load()
-                pixels = _grey_as_is(image)
-                if pixels is not None and not _is_dark_on_light(pixels):
-                    return pixels
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise DataError(path, "not an image, or a damaged one") from None
-    except Image.DecompressionBombError as error:
-        raise DataError(path, _bomb_message(error)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise DataError(path, f"not an image, or a damaged one ({error})") from None
+    with image_errors(path), Image.open(path) as image:
+        if image.size == (IMAGE_SIDE, IMAGE_SIDE):
+            image.load()
+            pixels = _grey_as_is(image)
+            if pixels is not None and not _is_dark_on_light(pixels):
+                return pixels
     return _prepared_digit(path)
-
-
-def _bomb_message(error: Exception) -> str:
-    """Pillow's decompression-bomb refusal in digitlab's words, with the pixel count it claims."""
-    from digitlab.preparation.preprocess import MAX_PIXELS
-
-    claimed = re.search(r"\((\d+) pixels\)", str(error))
-    size = f"claims {int(claimed.group(1)):,} pixels" if claimed else "is too large"
-    return (
-        f"refused: the image {size}, more than the {MAX_PIXELS // 1_000_000}-megapixel limit "
-        "(a decompression bomb, or no digit photo)"
-    )
 
 
 def _grey_as_is(image) -> np.ndarray | None:
@@ -76,9 +55,9 @@ def _grey_as_is(image) -> np.ndarray | None:
         return np.asarray(image.convert("L"), dtype=np.uint8)
     if image.mode.startswith("I") or image.mode == "F":
         # 16-bit, 32-bit and float grey: scaled to 8 bits as preprocessing scales them
-        from digitlab.preparation.preprocess import _high_depth_grey
+        from digitlab.preparation.preprocess import high_depth_grey
 
-        return np.round(_high_depth_grey(image) * 255).astype(np.uint8)
+        return np.round(high_depth_grey(image) * 255).astype(np.uint8)
     if image.mode in ("RGB", "RGBA"):
         channels = np.asarray(image.convert("RGB"))
         if (channels == channels[..., :1]).all():
