@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import typer
@@ -296,6 +296,14 @@ def _print_report_line(path: Path) -> None:
         console.print("no report: it needs validation or test data")
 
 
+def _training_options(validation: Optional[str], model_file: Optional[Path], **options: Any) -> dict[str, Any]:
+    """The training options given on the command line, as TrainingConfig settings (those not
+    given are left to the recipe)."""
+    settings = {"validation": _validation_value(validation),
+                "model_file": None if model_file is None else str(model_file), **options}
+    return {name: value for name, value in settings.items() if value is not None}
+
+
 @app.command("train")
 def train_command(
     recipe: RecipeOption = None,
@@ -342,15 +350,13 @@ def train_command(
     augmentation = {key: value for key, value in (
         ("rotation", rotation), ("zoom", zoom), ("width_shift", width_shift), ("height_shift", height_shift)
     ) if value is not None}
-    overrides = {
-        "data": data, "validation": _validation_value(validation), "test": test, "model": model,
-        "model_file": None if model_file is None else str(model_file),
-        "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch_size,
-        "optimizer": optimizer, "learning_rate": learning_rate, "schedule": schedule,
-        "label_smoothing": label_smoothing, "early_stopping_patience": early_stopping, "seed": seed,
-        "threads": threads, "precision": precision, "train_limit": train_limit, "tensorboard": tensorboard,
-        "runs_dir": runs_dir, "deterministic": deterministic, "distribute": distribute,
-    }
+    overrides = _training_options(
+        validation, model_file, data=data, test=test, model=model, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
+        label_smoothing=label_smoothing, early_stopping_patience=early_stopping, seed=seed, threads=threads,
+        precision=precision, train_limit=train_limit, tensorboard=tensorboard, runs_dir=runs_dir,
+        deterministic=deterministic, distribute=distribute,
+    )
     if augmentation:
         overrides["augmentation"] = augmentation
     _keras_quietly()
@@ -389,17 +395,16 @@ def ensemble_command(
     """Train an ensemble; writes runs/<time>-ensemble-<recipe>/ with members/, ensemble.json and a report."""
     from digitlab.training.ensembles import train_ensemble
 
-    overrides = {
-        "validation": _validation_value(validation), "test": test, "model": model,
-        "model_file": None if model_file is None else str(model_file), "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch, "batch_size": batch_size, "learning_rate": learning_rate,
-        "schedule": schedule, "seed": seed, "threads": threads, "train_limit": train_limit,
-    }
+    overrides = _training_options(
+        validation, model_file, test=test, model=model, epochs=epochs, steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size, learning_rate=learning_rate, schedule=schedule, seed=seed, threads=threads,
+        train_limit=train_limit,
+    )
     names = None if models is None else [name.strip() for name in models.split(",") if name.strip()]
     _keras_quietly()
     ensemble = train_ensemble(
         members, recipe, data, vary, names, runs_dir, config_file=config, offline=_Settings.offline,
-        ray=ray, ray_address=ray_address, **{name: value for name, value in overrides.items() if value is not None},
+        ray=ray, ray_address=ray_address, **overrides,
     )
     _print_accuracies(ensemble.path, ensemble.metrics)
     shown = "test" if "test_accuracy" in ensemble.metrics else "validation"
@@ -467,20 +472,11 @@ def evaluate_command(
 ) -> None:
     """Accuracy, loss, confusion matrix and per-class figures, printed and drawn."""
     _keras_quietly()
-    from digitlab.data.sources import load
-    from digitlab.evaluation.report import write_report
-    from digitlab.inference.classifier import load_model
-    from digitlab.outputs import check_new
+    from digitlab.inference.evaluating import evaluate_model
 
-    dataset = load(data, offline=_Settings.offline)
-    folder = out or (model if model.is_dir() else model.parent) / f"evaluation-{dataset.name}{'-tta' if tta else ''}"
-    check_new(folder, force)
-    evaluation = load_model(model, tta=tta).evaluate(dataset)
+    evaluation, report = evaluate_model(model, data, out, tta=tta, force=force, offline=_Settings.offline)
     _print_evaluation(evaluation)
-    report = write_report(folder, evaluation, dataset, None, title=f"{model.name} on {dataset.name}",
-                          details={"model": str(model), "data": data,
-                                   "test-time augmentation": "on" if tta else "off"})
-    console.print(f"report: {report}")
+    console.print(f"report: {escape(str(report))}")
 
 
 PRINTED_FILES = 50  # with an output file, larger batches print only their summary

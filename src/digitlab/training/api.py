@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_RECIPE", "TRAINING_OPTIONS", "train"]
 TRAINING_OPTIONS = tuple(option.name for option in dataclasses.fields(TrainingConfig))
 
 
-def _checked_options(overrides: dict[str, Any]) -> dict[str, Any]:
+def checked_options(overrides: dict[str, Any]) -> dict[str, Any]:
     """The overrides as config values; an unknown name is an error suggesting the nearest one."""
     options = {}
     for name, value in overrides.items():
@@ -119,7 +119,7 @@ def train(
         return resume_run(resume, offline=offline, verbose=verbose)
     if data is not None:
         overrides = {"data": data, **overrides}
-    options = _checked_options(overrides)
+    options = checked_options(overrides)
     if recipe is None and config_file is None:
         recipe = DEFAULT_RECIPE
     config = resolve(recipe=None if recipe is None else str(recipe),

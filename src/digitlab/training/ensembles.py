@@ -136,7 +136,7 @@ def train_ensemble(
     from digitlab.outputs import write_text
     from digitlab.recipes.config import resolve, to_toml
     from digitlab.runs.folder import CONFIG_FILE, finish_run, library_versions, new_run_folder, report_split
-    from digitlab.training.api import DEFAULT_RECIPE, _checked_options
+    from digitlab.training.api import DEFAULT_RECIPE, checked_options
     from digitlab.training.fit import prepare_data
     from digitlab.training.fit import train as train_config
 
@@ -151,7 +151,7 @@ def train_ensemble(
         recipe = DEFAULT_RECIPE
     base = resolve(recipe=None if recipe is None else str(recipe),
                    config_file=None if config_file is None else Path(config_file),
-                   overrides=_checked_options(overrides))
+                   overrides=checked_options(overrides))
     configs = _member_configs(base, count, vary, member_models)
     if base.model_file:
         model_registry.load_user_models(base.model_file)
