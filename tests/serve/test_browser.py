@@ -79,7 +79,7 @@ def serving(app) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def server_url(trained_model) -> Iterator[str]:
-    from digitlab.serve.app import create_app_for_model
+    from digitlab.serve import create_app_for_model
 
     with serving(create_app_for_model(trained_model)) as url:
         yield url
@@ -251,7 +251,7 @@ def test_page_asks_for_the_token_when_the_server_needs_one(trained_model):
     """With an API token the page shows a token field on 401, and ?token= in the address works."""
     from playwright.sync_api import expect, sync_playwright
 
-    from digitlab.serve.app import create_app_for_model
+    from digitlab.serve import create_app_for_model
 
     app = create_app_for_model(trained_model, api_token="page-token")
     with serving(app) as url, sync_playwright() as playwright:

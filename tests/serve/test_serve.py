@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from digitlab import serve
 from digitlab.errors import DataError, DigitlabError
-from digitlab.serve import app as serve
 
 TOKEN = "s3cret-token"
 _WEIGHTS = np.random.default_rng(7).normal(size=(784, 10)).astype(np.float32)
@@ -375,19 +375,19 @@ def test_openapi_describes_the_api(client):
 
 
 TRAVERSALS = [
-    "/static/../serve.py",
-    "/static/%2e%2e/serve.py",
-    "/static/%2E%2E%2Fserve.py",
-    "/static/..%2fserve.py",
-    "/static/..%5cserve.py",
-    "/static/%252e%252e%252fserve.py",
+    "/static/../app.py",
+    "/static/%2e%2e/app.py",
+    "/static/%2E%2E%2Fapp.py",
+    "/static/..%2fapp.py",
+    "/static/..%5capp.py",
+    "/static/%252e%252e%252fapp.py",
     "/static/../../pyproject.toml",
     "/static/",
     "/static",
     "/static/index.html",
     "/static/.hidden",
-    "/docs/../serve.py",
-    "/docs/%2e%2e%2fserve.py",
+    "/docs/../app.py",
+    "/docs/%2e%2e%2fapp.py",
 ]
 
 
@@ -435,8 +435,8 @@ def _raw_post(app, chunks: list[bytes], headers: dict[str, str]) -> tuple[int, i
     return _raw_request(app, "POST", b"/api/predict", chunks, headers)
 
 
-@pytest.mark.parametrize("raw_path", [b"/static/../serve.py", b"/static/%2e%2e/serve.py",
-                                      b"/static/..%2fserve.py", b"/static/../../../etc/passwd"])
+@pytest.mark.parametrize("raw_path", [b"/static/../app.py", b"/static/%2e%2e/app.py",
+                                      b"/static/..%2fapp.py", b"/static/../../../etc/passwd"])
 def test_no_path_traversal_unnormalised(raw_path):
     assert _raw_get(serve.create_app(fake_predict, "fake"), raw_path) == 404
 

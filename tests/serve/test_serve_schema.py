@@ -9,7 +9,7 @@ import schemathesis
 from schemathesis.specs.openapi import checks
 from test_serve import TOKEN, fake_predict
 
-from digitlab.serve import app as serve
+from digitlab import serve
 
 app = serve.create_app(fake_predict, "fake-model")
 

@@ -675,7 +675,7 @@ def serve_command(
 ) -> None:
     """Serve the drawing page and the HTTP API (POST /api/predict, docs at /docs)."""
     _keras_quietly()
-    from digitlab.serve.app import run
+    from digitlab.serve import run
 
     run(model, host=host, port=port, api_token=api_token, allow_no_token=allow_no_token)
 

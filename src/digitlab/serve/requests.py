@@ -1,0 +1,195 @@
+"""Reading what a client sent to /api/predict: the body within its limit, then an image or pixels.
+
+A body is multipart (field `image`), JSON (`image` as base64 or `pixels`) or a raw image/*
+body; anything else is refused with a 4xx answer whose `detail` says why in one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import HTTPException, Request
+from starlette.datastructures import UploadFile
+
+from digitlab.shape import IMAGE_SIDE
+
+PIXEL_COUNT = IMAGE_SIDE * IMAGE_SIDE
+
+
+JSON_FIELDS = {"image", "pixels", "multi_digit"}
+
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+
+
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def refusal(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=message)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) one over `limit` bytes before reading more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise refusal(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise refusal(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise refusal(413, f"the body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A true/false field from JSON (a boolean) or a form ("true", "0", "on"...)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise refusal(422, f"{name} must be true or false")
+
+
+def _decode_base64_image(text: Any) -> bytes:
+    """The bytes of a base64 image, optionally written as a data: URL."""
+    if not isinstance(text, str):
+        raise refusal(422, "image must be a string of base64 (or a data: URL)")
+    text = text.strip()
+    if text.startswith("data:"):
+        header, comma, text = text.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise refusal(422, "image is a data: URL but not a base64 one (data:image/png;base64,...)")
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise refusal(422, "image is not valid base64") from None
+    if not data:
+        raise refusal(422, "image is empty")
+    return data
+
+
+def _checked_pixels(values: Any) -> np.ndarray:
+    """784 numbers 0..255 (or 28 rows of 28) as a uint8 28x28 image."""
+    if isinstance(values, list) and len(values) == IMAGE_SIDE and all(isinstance(row, list) for row in values):
+        values = [value for row in values for value in row]
+    if not isinstance(values, list):
+        raise refusal(422, f"pixels must be a list of {PIXEL_COUNT} numbers (28x28, row-major)")
+    if len(values) != PIXEL_COUNT:
+        raise refusal(422, f"pixels must hold {PIXEL_COUNT} numbers (28x28, row-major), got {len(values)}")
+    for index, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refusal(422, f"pixels[{index}] is not a number but {_json_kind(value)}")
+        if not (isinstance(value, int) or math.isfinite(value)) or not 0 <= value <= 255:
+            raise refusal(422, f"pixels[{index}] is {_clipped(value)}, outside 0..255")
+    return np.rint(np.asarray(values, dtype=np.float64)).astype(np.uint8).reshape(IMAGE_SIDE, IMAGE_SIDE)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {bool: "true or false", str: "a string", list: "a list", dict: "an object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _clipped(value: Any, length: int = 24) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    return text if len(text) <= length else text[: length - 3] + "..."
+
+
+@dataclass
+class ReadingRequest:
+    """What to read: image bytes or ready pixels, and whether to look for several digits."""
+
+    multi_digit: bool
+    image: bytes | None = None
+    pixels: np.ndarray | None = None
+
+
+def _json_request(body: bytes, multi_digit: bool) -> ReadingRequest:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON, or a number of 4,300+ digits
+        raise refusal(400, f"the body is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise refusal(422, 'the JSON body must be an object with "image" or "pixels"')
+    unknown = sorted(set(document) - JSON_FIELDS)
+    if unknown:
+        raise refusal(422, f"unknown field {unknown[0]!r}; fields are image, pixels and multi_digit")
+    if "multi_digit" in document:
+        multi_digit = _flag(document["multi_digit"], "multi_digit")
+    if ("image" in document) == ("pixels" in document):
+        raise refusal(422, 'give one of "image" (base64) or "pixels" (784 numbers)')
+    if "image" in document:
+        return ReadingRequest(multi_digit, image=_decode_base64_image(document["image"]))
+    return ReadingRequest(multi_digit, pixels=_checked_pixels(document["pixels"]))
+
+
+async def _form_request(request: Request, body: bytes, multi_digit: bool) -> ReadingRequest:
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    # The body is already read (and bounded); parse it from memory.
+    form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
+    try:
+        if "multi_digit" in form:
+            multi_digit = _flag(form["multi_digit"], "multi_digit")
+        upload = form.get("image")
+        if upload is None:
+            raise refusal(422, 'the form has no "image" field; send the image file in a field named image')
+        if not isinstance(upload, UploadFile):
+            raise refusal(422, 'the "image" field must be a file upload')
+        data = await upload.read()
+    finally:
+        await form.close()
+    if not data:
+        raise refusal(422, "the uploaded image is empty")
+    return ReadingRequest(multi_digit, image=data)
+
+
+async def parse_request(request: Request, limit: int, multi_digit: bool) -> ReadingRequest:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
+    is_json = media_type == "application/json" or media_type.endswith("+json")
+    is_form = media_type == "multipart/form-data"
+    is_image = media_type.startswith("image/") or media_type == "application/octet-stream"
+    if media_type and not (is_json or is_form or is_image):
+        raise refusal(415, f"cannot read {media_type}; send multipart/form-data, application/json or image/*")
+    body = await _read_body(request, limit)
+    if not body:
+        raise refusal(400, "the body is empty; send an image or pixels")
+    if not media_type:
+        raise refusal(415, "no Content-Type; send multipart/form-data, application/json or image/*")
+    if is_json:
+        return _json_request(body, multi_digit)
+    if is_form:
+        return await _form_request(request, body, multi_digit)
+    return ReadingRequest(multi_digit, image=body)
+
+
+def check_image_size(data: bytes, max_pixels: int) -> None:
+    """Refuse data that is not an image (422) or an image over `max_pixels` (413), from its header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise refusal(413, f"the image has too many pixels; the limit is {max_pixels:,}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise refusal(422, "not an image that can be read (PNG, JPEG, GIF, BMP, WebP or TIFF)") from None
+    if width * height > max_pixels:
+        raise refusal(413, f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels")

@@ -1,0 +1,99 @@
+"""Running the server: loading the model, refusing an open server on a public address, uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI
+
+from digitlab.errors import DigitlabError
+from digitlab.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, create_app
+from digitlab.shape import IMAGE_SIDE
+
+TOKEN_ENVIRONMENT_VARIABLE = "DIGITLAB_API_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: localhost, 127.x.x.x or ::1."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to any address
+
+
+def _model_name(path: Path) -> str:
+    """A run folder's name for a run's model, else the file's name."""
+    path = path.expanduser().resolve()
+    if path.is_file() and path.name in ("model.keras", "model.onnx") and path.parent.name:
+        return path.parent.name
+    return path.name
+
+
+def create_app_for_model(
+    model_path: str | Path,
+    api_token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> FastAPI:
+    """`create_app` for a saved model: a `.keras`, `.h5` or `.onnx` file or a run folder
+    (its `model.onnx` when present and not older than `model.keras`: ONNX Runtime is faster),
+    or an ensemble folder.
+
+    Raises `digitlab.inference.model_files.ModelError` if the model cannot be loaded. The model is run once
+    on a blank image, so the first request is not slowed by TensorFlow's start-up.
+    """
+    from digitlab.inference.classifier import load_model
+    from digitlab.inference.model_files import fastest_model_file
+
+    predict_function = load_model(fastest_model_file(model_path)).predict_function
+    predict_function(np.zeros((1, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8))
+    return create_app(predict_function, _model_name(Path(model_path)), api_token, max_body_bytes, max_pixels)
+
+
+def run(
+    model_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_token: str | None = None,
+    allow_no_token: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Serve the drawing page and the API for the model at `model_path` until interrupted.
+
+    The token is `api_token`, else the environment variable DIGITLAB_API_TOKEN, else none. On
+    an address other than a loopback one (127.0.0.1, ::1, localhost) a server without a token
+    would let anyone who can reach it use it, so that is refused with a DigitlabError unless
+    `allow_no_token`. The check comes before the model is loaded.
+    """
+    import uvicorn
+
+    if api_token is None:
+        api_token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None
+    if api_token is not None and not api_token.strip():
+        raise DigitlabError("the API token is empty; give a token, or leave it out")
+    if not 0 <= port <= 65535:
+        raise DigitlabError(f"--port {port} is not a port number (0..65535)")
+    if not is_loopback(host) and api_token is None and not allow_no_token:
+        raise DigitlabError(
+            f"refusing to serve on {host} without an API token: anyone who can reach this machine "
+            f"could use the API. Give --api-token TOKEN (or set {TOKEN_ENVIRONMENT_VARIABLE}), serve "
+            "on 127.0.0.1, or pass --allow-no-token if an open server is what you want"
+        )
+    if not is_loopback(host) and api_token is None:
+        print(f"digitlab: warning: serving on {host} with no API token: anyone who can reach it can use it",
+              file=sys.stderr, flush=True)
+    app = create_app_for_model(model_path, api_token, max_body_bytes, max_pixels)
+    shown_host = f"[{host}]" if ":" in host else host
+    address = f"http://{shown_host}:{port}/"
+    print(f"digitlab: serving {_model_name(Path(model_path))} at {address}", flush=True)
+    if api_token is not None:
+        print(f"digitlab: open {address}?token={api_token} (the page keeps the token in memory only)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
