@@ -147,7 +147,7 @@ def _through_prepare(predict, images: np.ndarray) -> np.ndarray:
     """The model's predictions for 28x28 digits passed through `prepare` as PNG files would be."""
     from PIL import Image
 
-    from digitlab.preparation.preprocess import prepare
+    from digitlab.preparation import prepare
 
     prepared = []
     for pixels in images:

@@ -3,7 +3,7 @@
 Run: DIGITLAB_DATA=../shared/data/mnist python bench/real_handwriting.py --model RUN [--limit N]
 
 Five kinds of capture, each written to an image file in memory and read back through
-`digitlab.preparation.preprocess.prepare`, as `digitlab predict` reads a file:
+`digitlab.preparation.prepare`, as `digitlab predict` reads a file:
 
 - `sklearn-8x8`: scikit-learn's bundled digits (1,797 digits, 8x8, from 43 writers), either
   polarity;
@@ -171,7 +171,7 @@ def _naive(data: bytes) -> np.ndarray:
 
 def _prepare_chunk(task: tuple[str, list, int]) -> list[tuple[list[np.ndarray], np.ndarray]]:
     """Render each item of the chunk and prepare it: (the digits found, the naive 28x28)."""
-    from digitlab.preparation.preprocess import prepare
+    from digitlab.preparation import prepare
 
     kind, items, seed = task
     generator = np.random.default_rng(seed)
@@ -204,7 +204,7 @@ def draw_captures(path: str, mnist, sklearn, seed: int) -> None:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from digitlab.preparation.preprocess import prepare
+    from digitlab.preparation import prepare
 
     generator = np.random.default_rng(seed)
     kinds = [("scikit-learn 8x8", None), *MNIST_CAPTURES.items()]

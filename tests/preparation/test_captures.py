@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from test_preprocess import STROKES, aligned_correlation, centre_of_mass, mnist_like
 
-from digitlab.preparation.preprocess import prepare
+from digitlab.preparation import prepare
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_a_page_of_many_marks_gives_at_most_the_digit_limit():
     """Hundreds of digit-sized marks: each image's work and answer stay bounded."""
     from PIL import ImageDraw
 
-    from digitlab.preparation.preprocess import MAX_DIGITS
+    from digitlab.preparation import MAX_DIGITS
 
     page = Image.new("L", (900, 600), 255)
     draw = ImageDraw.Draw(page)

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from digitlab.data.formats.image_folder import read_image
 from digitlab.errors import DataError
-from digitlab.preparation.preprocess import open_image, prepare, segment, to_grey_ink, to_mnist
+from digitlab.preparation import open_image, prepare, segment, to_grey_ink, to_mnist
 from digitlab.recognition.readings import read
 
 # Digits as pen strokes in a unit box (x right, y down): polylines.

@@ -20,7 +20,7 @@ import digitlab
 from conftest import make_digits
 from digitlab.data.formats import idx, image_folder, kaggle_csv, npz
 from digitlab.errors import DataError, DigitlabError
-from digitlab.preparation.preprocess import prepare
+from digitlab.preparation import prepare
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 

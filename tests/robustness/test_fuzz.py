@@ -24,7 +24,7 @@ import digitlab
 from conftest import make_digits
 from digitlab.data.formats import idx, kaggle_csv, npz
 from digitlab.errors import DataError, DigitlabError
-from digitlab.preparation.preprocess import Prepared, prepare
+from digitlab.preparation import Prepared, prepare
 
 # DIGITLAB_FUZZ_SCALE=10 runs ten times the examples, and with a random seed: for a longer hunt.
 _SCALE = int(os.environ.get("DIGITLAB_FUZZ_SCALE", "1"))

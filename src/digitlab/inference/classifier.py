@@ -161,7 +161,7 @@ class Classifier:
     def read(self, image: Any, multi_digit: bool = True, debug_dir: str | Path | None = None) -> Reading:
         """Read the digits in a photo, scan or drawing (a path, bytes or a PIL image).
 
-        The image is prepared as MNIST's digits were (see `digitlab.preparation.preprocess`) and a number is
+        The image is prepared as MNIST's digits were (see `digitlab.preparation`) and a number is
         read digit by digit, left to right: `model.read("house-number.jpg").text` -> "2026".
         With `debug_dir`, the 28x28 digits the model saw are written there as PNG.
         """

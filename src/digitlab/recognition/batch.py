@@ -8,7 +8,7 @@ files of the inputs (image files, and folders searched through, label folders 0.
 - "no digit": the image holds no ink,
 - "unreadable: <reason>": the file is missing, empty, damaged or not an image.
 
-One bad file never ends the batch. Preparing an image (`digitlab.preparation.preprocess.prepare`: decoding
+One bad file never ends the batch. Preparing an image (`digitlab.preparation.prepare`: decoding
 it and cutting out its MNIST-style digits) takes most of the time, so for more than a few files
 it runs in one worker process per core, a chunk of files per task; the workers import only the
 preparation, never TensorFlow. The digits of many files go to the model together, in calls of
@@ -41,7 +41,7 @@ import numpy as np
 from digitlab.data.formats import idx
 from digitlab.data.formats.image_folder import IMAGE_SUFFIXES, is_image_file, visible_entries
 from digitlab.errors import DataError, DigitlabError
-from digitlab.preparation.preprocess import prepare
+from digitlab.preparation import prepare
 from digitlab.recognition.readings import PredictFunction, Reading, predict_digits, read, reading_from
 from digitlab.shape import IMAGE_SIDE, NUM_CLASSES
 

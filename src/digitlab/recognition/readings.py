@@ -1,6 +1,6 @@
 """Reading the digits in a photo, scan or drawing with an MNIST model.
 
-`read` prepares the image as MNIST was made (`digitlab.preparation.preprocess.prepare`: the ink found,
+`read` prepares the image as MNIST was made (`digitlab.preparation.prepare`: the ink found,
 each digit cut out, scaled into 20x20 and centred by centre of mass in 28x28) and asks the
 model about each digit, left to right:
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from digitlab.outputs import write_file
-from digitlab.preparation.preprocess import ImageSource, Prepared, prepare
+from digitlab.preparation import ImageSource, Prepared, prepare
 from digitlab.shape import IMAGE_SIDE, NUM_CLASSES
 
 __all__ = ["DigitReading", "PredictFunction", "Reading", "predict_digits", "read", "reading_from"]

@@ -2,7 +2,7 @@
 
 Images that are already 28x28 greyscale with light ink on a dark background load as they are.
 Any other image (a photo, a scan, a drawing, a colour or larger image, or a 28x28 one of dark ink
-on light paper) is prepared as MNIST was made by `digitlab.preparation.preprocess`: its main digit found,
+on light paper) is prepared as MNIST was made by `digitlab.preparation`: its main digit found,
 cropped, scaled into 20x20 and centred by centre of mass in 28x28.
 """
 
@@ -32,12 +32,12 @@ def read_image(path: str | Path) -> np.ndarray:
 
     A 28x28 greyscale image of light ink on a dark background loads exactly as it is. Any other
     image, dark ink on light paper included, is prepared as MNIST was made
-    (`digitlab.preparation.preprocess.prepare`, one digit: the largest, with its pieces); an image in which
+    (`digitlab.preparation.prepare`, one digit: the largest, with its pieces); an image in which
     no digit is found raises DataError "no digit found".
     """
     from PIL import Image
 
-    from digitlab.preparation.preprocess import image_errors
+    from digitlab.preparation import image_errors
 
     path = Path(path)
     with image_errors(path), Image.open(path) as image:
@@ -55,7 +55,7 @@ def _grey_as_is(image) -> np.ndarray | None:
         return np.asarray(image.convert("L"), dtype=np.uint8)
     if image.mode.startswith("I") or image.mode == "F":
         # 16-bit, 32-bit and float grey: scaled to 8 bits as preprocessing scales them
-        from digitlab.preparation.preprocess import high_depth_grey
+        from digitlab.preparation import high_depth_grey
 
         return np.round(high_depth_grey(image) * 255).astype(np.uint8)
     if image.mode in ("RGB", "RGBA"):
@@ -71,7 +71,7 @@ def _is_dark_on_light(pixels: np.ndarray) -> bool:
 
 
 def _prepared_digit(path: Path) -> np.ndarray:
-    from digitlab.preparation.preprocess import prepare
+    from digitlab.preparation import prepare
 
     prepared = prepare(path, multi_digit=False)
     if not prepared.digits:
