@@ -1,11 +1,9 @@
 """An image as MNIST-style digits: `prepare` runs the four steps of `digitlab.preparation`."""
 
-
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,9 +12,6 @@ from digitlab.preparation.mnist_form import already_mnist, to_mnist
 from digitlab.preparation.opening import WORK_SIDE, ImageSource, open_image, plain_grey_png, source_name
 from digitlab.preparation.segmenting import Box, segment
 from digitlab.shape import IMAGE_SIDE
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass

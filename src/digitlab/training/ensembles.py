@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from digitlab.evaluation.metrics import evaluate
 from digitlab.inference.ensembles import (
     AVERAGING,
     DEFAULT_MEMBERS,
@@ -19,8 +20,14 @@ from digitlab.inference.ensembles import (
     VARIATIONS,
     mean_probabilities_function,
 )
-from digitlab.recipes.config import ConfigError, TrainingConfig
-from digitlab.runs.run import EnsembleRun, Run
+from digitlab.outputs import write_text
+from digitlab.recipes.config import ConfigError, TrainingConfig, apply, resolve, to_toml
+from digitlab.runs.folder import CONFIG_FILE, finish_run, library_versions, new_run_folder, report_split
+from digitlab.runs.run import EnsembleRun, Run, finished_run
+from digitlab.training.api import DEFAULT_RECIPE, checked_options
+from digitlab.training.fit import prepare_data
+from digitlab.training.fit import train as train_config
+from digitlab.training.scaleout import train_runs
 
 
 def _member_models(members: int | None, vary: str, models: Sequence[str] | None) -> tuple[int, list[str] | None]:
@@ -49,7 +56,6 @@ def _member_configs(base: TrainingConfig, count: int, vary: str, models: list[st
 
     Every member keeps the base's split seed, so all share one validation split.
     """
-    from digitlab.recipes.config import apply
 
     split_seed = base.seed if base.split_seed is None else base.split_seed
     configs = []
@@ -73,8 +79,6 @@ def _member_text(config: TrainingConfig) -> str:
 
 def _train_on_ray(configs: list[TrainingConfig], offline: bool, address: str | None, verbose: int | None) -> list[Run]:
     """The members trained as Ray tasks, in parallel, and read back from their run folders."""
-    from digitlab.runs.run import finished_run
-    from digitlab.training.scaleout import train_runs
 
     if verbose != 0:
         print(f"training {len(configs)} members as Ray tasks on {address or 'a local Ray'}", flush=True)
@@ -130,15 +134,9 @@ def train_ensemble(
     >>> ensemble.metrics["test_accuracy"], ensemble.metrics["member_test_accuracy"]
     >>> digitlab.load_model(ensemble.path).predict(images)
     """
+    # TensorFlow starts with these: not before a bad option has been reported
     from digitlab import models as model_registry
-    from digitlab.evaluation.metrics import evaluate
     from digitlab.inference.model_files import input_adapter
-    from digitlab.outputs import write_text
-    from digitlab.recipes.config import resolve, to_toml
-    from digitlab.runs.folder import CONFIG_FILE, finish_run, library_versions, new_run_folder, report_split
-    from digitlab.training.api import DEFAULT_RECIPE, checked_options
-    from digitlab.training.fit import prepare_data
-    from digitlab.training.fit import train as train_config
 
     count, member_models = _member_models(members, vary, models)
     if data is not None:

@@ -45,8 +45,16 @@ from typing import Any
 
 import numpy as np
 
+from digitlab.compute import backend
+from digitlab.compute.cluster import connected
+from digitlab.compute.devices import configure_threads
+from digitlab.errors import DigitlabError
+from digitlab.outputs import write_text
 from digitlab.recipes.config import DEFAULT_RECIPE, ConfigError, TrainingConfig, apply, read_toml, resolve, to_toml
-from digitlab.runs.folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
+from digitlab.runs.folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, new_run_folder
+from digitlab.training.api import TRAINING_OPTIONS
+from digitlab.training.fit import train
+from digitlab.training.scaleout import portable_config
 
 __all__ = ["Range", "Sweep", "SweepResult", "read_sweep", "run_sweep"]
 
@@ -185,7 +193,6 @@ def _search_values(path: Path, name: str, value: Any) -> list[Any] | Range:
 
 
 def _search(path: Path, table: Any) -> dict[str, list[Any] | Range]:
-    from digitlab.training.api import TRAINING_OPTIONS
 
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{path}: [search] is missing or empty; name at least one option to vary, "
@@ -332,8 +339,6 @@ def _trial_row(number: int, settings: dict[str, Any], config: TrainingConfig, fo
 def _train_locally(configs: list[TrainingConfig], settings: list[dict[str, Any]], offline: bool,
                    verbose: int | None) -> dict[int, str]:
     """Train the trials one after the other; a failing trial is recorded, the others still run."""
-    from digitlab.errors import DigitlabError
-    from digitlab.training.fit import train
 
     failures = {}
     for number, (config, trial) in enumerate(zip(configs, settings), start=1):
@@ -355,9 +360,6 @@ def _tune_trial(parameters: dict[str, Any], configs: list[TrainingConfig], offli
     """
     from ray import tune
 
-    from digitlab.compute import backend
-    from digitlab.compute.devices import configure_threads
-    from digitlab.training import fit as training
 
     config = configs[parameters["trial"]]
     configure_threads(config.threads)  # before TensorFlow starts, or it is too late
@@ -369,7 +371,7 @@ def _tune_trial(parameters: dict[str, Any], configs: list[TrainingConfig], offli
             if value is not None and epoch + 1 < config.epochs:
                 tune.report({metric: float(value), "epoch": epoch + 1})
 
-    run = training.train(config, offline=offline, verbose=0, callbacks=[ReportToTune()])
+    run = train(config, offline=offline, verbose=0, callbacks=[ReportToTune()])
     last = run.history.iloc[-1]
     if int(last["epoch"]) == config.epochs and metric in last:
         tune.report({metric: float(last[metric]), "epoch": config.epochs})
@@ -396,8 +398,6 @@ class _TrialProgress:
 def _train_on_ray(sweep: Sweep, configs: list[TrainingConfig], folder: Path, offline: bool, address: str | None,
                   cpus_per_trial: int, verbose: int | None) -> dict[int, str]:
     """Run the trials as Ray Tune trials under ASHA; the failures, by trial number."""
-    from digitlab.compute.cluster import connected
-    from digitlab.training.scaleout import portable_config
 
     with connected(address):
         from ray import tune
@@ -453,8 +453,6 @@ def run_sweep(
 
     from digitlab.data import pictures
     from digitlab.evaluation import figures
-    from digitlab.outputs import write_text
-    from digitlab.runs.folder import new_run_folder
 
     sweep = read_sweep(path, runs_dir)
     if ray or ray_address:
@@ -491,7 +489,6 @@ def run_sweep(
     write_text(folder / "results.csv", table.to_csv(index=False), force=True)
     measured = table[table[sweep.metric].notna()]
     if measured.empty:
-        from digitlab.errors import DigitlabError
 
         first = next(iter(failures.values()), "no trial finished an epoch")
         raise DigitlabError(f"every trial of {sweep.path} failed ({first}); see {folder / 'results.csv'}")
