@@ -1,0 +1,103 @@
+"""The run folder: where each run goes, what it holds and how it is read back.
+
+A run folder is written by training (and by ensembles and sweeps, whose members are runs):
+
+    runs/<time>-<recipe>/
+        config.toml     the settings it was trained with, and the library versions
+        history.csv     one row per epoch
+        checkpoints/    the last and the best epoch, while it trains (see training.checkpoints)
+        model.keras     the trained model
+        report.html     the report, and its pictures
+        metrics.json    the final figures: written last, so its presence means finished
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from digitlab.compute import backend
+from digitlab.outputs import write_text
+from digitlab.recipes.config import TrainingConfig, apply, read_toml
+
+if TYPE_CHECKING:
+    import pandas
+
+    from digitlab.data.dataset import Dataset
+    from digitlab.evaluation.metrics import Evaluation
+
+CONFIG_FILE = "config.toml"
+HISTORY_FILE = "history.csv"
+MODEL_FILE = "model.keras"  # the name digitlab.inference.model_files looks for in a folder
+METRICS_FILE = "metrics.json"
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    keras = backend.keras()
+    versions = {"python": platform.python_version(), "keras": keras.__version__,
+                "backend": keras.backend.backend()}
+    for package in ("digitlab", "tensorflow", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def new_run_folder(config: TrainingConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(config.runs_dir) / f"{stamp}-{config.recipe}"
+    folder, number = base, 1
+    while folder.exists():
+        number += 1
+        folder = base.with_name(f"{base.name}-{number}")
+    folder.mkdir(parents=True)
+    return folder
+
+
+def run_config(folder: Path) -> TrainingConfig:
+    """The configuration a run folder was trained with: its config.toml, library versions aside."""
+    config_path = Path(folder) / CONFIG_FILE
+    settings = read_toml(config_path)
+    settings.pop("versions", None)
+    config = apply(TrainingConfig(), settings, str(config_path))
+    config.validate()
+    return config
+
+
+def report_split(evaluations: Mapping[str, Evaluation]) -> str | None:
+    """The split a run's report shows: the test data, else the validation split."""
+    return next((name for name in ("test", "validation") if name in evaluations), None)
+
+
+def finish_run(
+    folder: Path,
+    metrics: dict[str, Any],
+    evaluations: Mapping[str, Evaluation],
+    datasets: Mapping[str, Dataset],
+    history: pandas.DataFrame | None,
+    title: str,
+    details: dict[str, str],
+) -> None:
+    """Write the end of a trained run (or ensemble) into its folder.
+
+    Each evaluated split's accuracy, loss and calibration error join `metrics`; the report and
+    its pictures show the split `report_split` picks; metrics.json is written last. Its presence
+    is what marks a run finished, so a run stopped while finishing resumes and finishes again.
+    """
+    from digitlab.evaluation.report import write_report  # matplotlib: only a finishing run needs it
+
+    for name, evaluation in evaluations.items():
+        metrics[f"{name}_accuracy"] = round(float(evaluation.accuracy), 6)
+        metrics[f"{name}_loss"] = round(float(evaluation.loss), 6)
+        metrics[f"{name}_calibration_error"] = round(float(evaluation.calibration_error), 6)
+    shown = report_split(evaluations)
+    if shown is not None:
+        write_report(folder, evaluations[shown], datasets[shown], history, title=title, details=details)
+    write_text(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n", force=True)
