@@ -82,3 +82,20 @@ def test_installed_command_runs_as_a_user_runs_it(kaggle_folder):
                                                "(dataset names are: mnist)"]
     version = subprocess.run([*command, "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("digitlab ")
+
+
+@pytest.mark.parametrize("name", ["[/x]", "[draft]", "[bold]odd[/bold]"])
+def test_paths_with_markup_characters_print_as_they_are(tmp_path, run_cli, name):
+    folder = tmp_path / name  # "[/x]" is a folder "[" holding "x]"
+    folder.mkdir(parents=True)
+    (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    data = convert({"train": make_digits(20)}, folder / f"{name}.npz")
+    info = run_cli("data", "info", data)
+    assert info.code == 0, info.err
+    assert f"{name}.npz" in info.out and "MarkupError" not in info.err
+    (tmp_path / f"{name}-out.csv").parent.mkdir(parents=True, exist_ok=True)
+    converted = run_cli("data", "convert", data, tmp_path / f"{name}-out.csv")
+    assert converted.code == 0, converted.err
+    assert f"{name}-out.csv" in converted.out.replace("\n", "")
+    missing = run_cli("data", "info", folder / f"{name}-missing.npz")
+    assert missing.code == 1 and f"{name}-missing.npz" in missing.err.replace("\n", "")

@@ -34,6 +34,11 @@ app.add_typer(recipes_app, name="recipes")
 console = Console(width=None if sys.stdout.isatty() else 120)
 error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
+
+def _shown(value: object) -> str:
+    """A path, name or message as Rich prints it literally: a `[` in a user's text is no markup."""
+    return escape(str(value))
+
 SourceArgument = Annotated[
     str,
     typer.Argument(
@@ -92,11 +97,11 @@ def data_info(
         print(json.dumps({part: summary.as_dict() for part, summary in summaries.items()}, indent=2))
         return
     origin = next(iter(summaries.values())).origin
-    console.print(f"[bold]{source}[/bold]  (from {Path(origin).parent if origin else '?'})")
+    console.print(f"[bold]{_shown(source)}[/bold]  (from {_shown(Path(origin).parent) if origin else '?'})")
     sizes = Table("part", "images", "labels", "pixel mean", "pixel std", "min", "max", "ink")
     for part, summary in summaries.items():
         sizes.add_row(
-            part, f"{summary.images:,}", "yes" if summary.labelled else "none",
+            _shown(part), f"{summary.images:,}", "yes" if summary.labelled else "none",
             f"{summary.pixel_mean:.2f}", f"{summary.pixel_std:.2f}",
             str(summary.pixel_min), str(summary.pixel_max), f"{summary.ink_fraction:.1%}",
         )
@@ -105,7 +110,7 @@ def data_info(
     if labelled:
         classes = Table("digit", *[str(digit) for digit in range(10)], title="images per class")
         for part, summary in labelled.items():
-            classes.add_row(part, *[str(count) for count in summary.class_counts])
+            classes.add_row(_shown(part), *[str(count) for count in summary.class_counts])
         console.print(classes)
 
 
@@ -141,7 +146,7 @@ def data_show(
         check_new(path, force)
     for path, figure in figures.items():
         pictures.save(figure, path, force)
-        console.print(f"wrote {path}")
+        console.print(f"wrote {_shown(path)}")
 
 
 @data_app.command("convert")
@@ -162,7 +167,7 @@ def data_convert(
     parts = _load_parts(source)
     written = convert(parts, destination, to=to, force=force, kaggle=kaggle)
     sizes = ", ".join(f"{part} {len(dataset):,}" for part, dataset in parts.items())
-    console.print(f"wrote {written} ({sizes})")
+    console.print(f"wrote {_shown(written)} ({_shown(sizes)})")
 
 
 def _keras_quietly() -> None:
@@ -192,7 +197,7 @@ def models_list(model_file: ModelFileOption = None) -> None:
 
     table = Table("model", "parameters", "layers")
     for name in models.names():
-        table.add_row(name, f"{models.create(name).count_params():,}", models.describe(name))
+        table.add_row(_shown(name), f"{models.create(name).count_params():,}", _shown(models.describe(name)))
     console.print(table)
 
 
@@ -211,7 +216,7 @@ def models_show(
     model = models.create(name)
     model.summary(print_fn=lambda line, **_: console.print(line, markup=False, highlight=False))
     path = pictures.save(figures.model_diagram(model), out / f"{name}.png", force)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {_shown(path)}")
 
 
 @recipes_app.command("list")
@@ -228,7 +233,7 @@ def recipes_list() -> None:
         )
     console.print(table)
     for name in recipe_names():
-        console.print(f"[bold]{name}[/bold]: {recipe_summary(name)}", highlight=False)
+        console.print(f"[bold]{_shown(name)}[/bold]: {_shown(recipe_summary(name))}", highlight=False)
 
 
 @recipes_app.command("show")
@@ -278,7 +283,7 @@ def _print_accuracies(path: Path, metrics: dict) -> None:
     figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in metrics.items()
                         if key.endswith("_accuracy") and isinstance(value, float))
     figures = figures or "no validation or test data to measure accuracy on"
-    console.print(f"[bold]{path}[/bold]: {figures}; {metrics['training_seconds']:.1f} s of training")
+    console.print(f"[bold]{_shown(path)}[/bold]: {figures}; {metrics['training_seconds']:.1f} s of training")
     if metrics.get("temperature") is not None:
         shown = "test" if "test_calibration_error" in metrics else "validation"
         console.print(f"calibrated: temperature {metrics['temperature']:.3f}; {shown} calibration error "
@@ -291,7 +296,7 @@ def _print_report_line(path: Path) -> None:
 
     report = path / REPORT_NAME
     if report.is_file():
-        console.print(f"report: {report}")
+        console.print(f"report: {_shown(report)}")
     else:
         console.print("no report: it needs validation or test data")
 
@@ -441,8 +446,8 @@ def sweep_command(
     console.print(table)
     console.print(f"best: trial {result.best_trial}, {metric} {result.best_value:.4f}; "
                   f"{result.training_seconds:.1f} s of training", highlight=False)
-    console.print(f"[bold]{result.path}[/bold]: results.csv, trials.png, best.toml "
-                  f"(train it with: digitlab train --config {result.path / 'best.toml'})", highlight=False)
+    console.print(f"[bold]{_shown(result.path)}[/bold]: results.csv, trials.png, best.toml "
+                  f"(train it with: digitlab train --config {_shown(result.path / 'best.toml')})", highlight=False)
 
 
 def _print_evaluation(evaluation) -> None:
@@ -476,7 +481,7 @@ def evaluate_command(
 
     evaluation, report = evaluate_model(model, data, out, tta=tta, force=force, offline=_Settings.offline)
     _print_evaluation(evaluation)
-    console.print(f"report: {escape(str(report))}")
+    console.print(f"report: {_shown(report)}")
 
 
 PRINTED_FILES = 50  # with an output file, larger batches print only their summary
@@ -484,9 +489,9 @@ UNREADABLE_EXIT = 3  # the output was written, but some files could not be read
 
 
 def _print_file_reading(result) -> None:
-    path = escape(str(result.path))
+    path = _shown(result.path)
     if not result.readable:
-        console.print(f"{path}: [red]{escape(result.status)}[/red]", highlight=False)
+        console.print(f"{path}: [red]{_shown(result.status)}[/red]", highlight=False)
         return
     reading = result.reading
     if not reading.found:
@@ -495,7 +500,7 @@ def _print_file_reading(result) -> None:
     top3 = "  ".join(
         "/".join(f"{digit} {probability:.0%}" for digit, probability in entry.top3) for entry in reading.digits
     )
-    console.print(f"{path}: [bold]{reading.text}[/bold]  confidence {reading.confidence:.1%}   "
+    console.print(f"{path}: [bold]{_shown(reading.text)}[/bold]  confidence {reading.confidence:.1%}   "
                   f"top-3: {top3}", highlight=False)
 
 
@@ -528,7 +533,7 @@ def _read_photos(classifier, files, output: Path | None, multi_digit: bool, work
         for result in results:
             _print_file_reading(result)
     if output is not None:
-        console.print(f"wrote {escape(str(write_readings(output, results, force)))}", highlight=False)
+        console.print(f"wrote {_shown(write_readings(output, results, force))}", highlight=False)
     _print_batch_summary(results)
     if not all(result.readable for result in results):
         raise typer.Exit(UNREADABLE_EXIT)
@@ -601,7 +606,7 @@ def predict_command(
     write_predictions(output, dataset, probabilities, force)
     predicted = np.bincount(probabilities.argmax(axis=1), minlength=10)
     counts = ", ".join(f"{digit}: {count}" for digit, count in enumerate(predicted))
-    console.print(f"wrote {output} ({len(dataset):,} images; predicted {counts})")
+    console.print(f"wrote {_shown(output)} ({len(dataset):,} images; predicted {counts})")
 
 
 def _predict_on_ray(model: Path, inputs: list[str], folder: Path, address: str | None, workers: int | None,
@@ -611,14 +616,14 @@ def _predict_on_ray(model: Path, inputs: list[str], folder: Path, address: str |
     started = time.perf_counter()
 
     def progress(shard, done: int, total: int) -> None:
-        console.print(f"shard {done}/{total}: {shard.part_name} ({shard.count:,} images, "
+        console.print(f"shard {done}/{total}: {_shown(shard.part_name)} ({shard.count:,} images, "
                       f"{time.perf_counter() - started:.1f} s)", highlight=False)
 
     result = predict_sharded(model, inputs, folder, ray=True, ray_address=address, workers=workers,
                              images_per_block=images_per_block, tta=tta, force=force, on_shard=progress)
     skipped = f"; {result.skipped} already there, skipped" if result.skipped else ""
     rate = f", {result.images_computed / result.seconds:,.0f} images/s" if result.computed and result.seconds else ""
-    console.print(f"wrote {folder} ({len(result.shards)} parts, {result.images:,} images; "
+    console.print(f"wrote {_shown(folder)} ({len(result.shards)} parts, {result.images:,} images; "
                   f"{result.computed} computed now{rate}{skipped})", highlight=False)
 
 
@@ -637,7 +642,7 @@ def submit_command(
 
     check_new(output, force)  # before the slow loading and predicting
     path = load_model(model, tta=tta).submit(test_csv, output, force=force, offline=_Settings.offline)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {_shown(path)}")
 
 
 @app.command("export")
@@ -658,7 +663,7 @@ def export_command(
     if export_format.lower() != "onnx":
         raise DigitlabError(f"--format {export_format}: the only export format is onnx")
     written = export_onnx(model, output or default_onnx_path(model), force)
-    console.print(f"wrote {written} (ONNX Runtime and Keras agree)")
+    console.print(f"wrote {_shown(written)} (ONNX Runtime and Keras agree)")
 
 
 @app.command("serve")
@@ -685,7 +690,7 @@ def main() -> None:
     try:
         app()
     except DigitlabError as error:
-        error_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        error_console.print(f"[red]error:[/red] {_shown(error)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         error_console.print("interrupted")
