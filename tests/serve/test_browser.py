@@ -248,7 +248,7 @@ def test_uploaded_photo_with_two_digits(page, predict_requests):
 
 
 def test_page_asks_for_the_token_when_the_server_needs_one(trained_model):
-    """With an API token the page shows a token field on 401, and ?token= in the address works."""
+    """With an API token the page shows a token field on 401, and #token= (or ?token=) in the address works."""
     from playwright.sync_api import expect, sync_playwright
 
     from digitlab.serve import create_app_for_model
@@ -263,9 +263,10 @@ def test_page_asks_for_the_token_when_the_server_needs_one(trained_model):
         page.click("#token-form button")
         expect(page.locator("#result")).to_have_text(re.compile(r"^\d+$"))
 
-        page.goto(url + "?token=page-token")
-        assert "token" not in page.url  # taken out of the address, kept in memory
-        draw(page, ONE)
-        expect(page.locator("#result")).to_have_text(re.compile(r"^\d+$"))
-        assert page.locator("#token-form").is_hidden()
+        for address in (url + "#token=page-token", url + "?token=page-token"):
+            page.goto(address)
+            assert "token" not in page.url  # taken out of the address, kept in memory
+            draw(page, ONE)
+            expect(page.locator("#result")).to_have_text(re.compile(r"^\d+$"))
+            assert page.locator("#token-form").is_hidden()
         browser.close()

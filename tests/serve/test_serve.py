@@ -538,3 +538,24 @@ def test_a_saved_keras_model(tmp_path):
     assert response.status_code == 200, response.text
     digit = response.json()["digits"][0]
     assert sum(digit["probabilities"]) == pytest.approx(1, abs=1e-4)
+
+
+def test_the_token_stays_out_of_the_access_log_and_the_printed_address(tmp_path, monkeypatch, capsys):
+    import logging
+
+    import uvicorn
+
+    from digitlab.serve import running
+
+    served = {}
+    monkeypatch.setattr(running, "create_app_for_model", lambda *arguments: "the app")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, **options))
+    serve.run(tmp_path / "model.keras", api_token="s3cret-token")
+    printed = capsys.readouterr().out
+    assert served["app"] == "the app" and "#token=s3cret-token" in printed and "?token=" not in printed
+
+    access = logging.getLogger("uvicorn.access")
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/?lang=en&token=s3cret-token", "1.1", 200), None)
+    assert all(log_filter.filter(record) for log_filter in access.filters)
+    assert "s3cret-token" not in record.getMessage() and "/?lang=en&token=[hidden]" in record.getMessage()

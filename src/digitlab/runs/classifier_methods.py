@@ -11,9 +11,9 @@ if TYPE_CHECKING:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from digitlab.inference.classifier import Classifier, DataSource, Images
     from digitlab.data.dataset import Dataset
     from digitlab.evaluation.metrics import Evaluation
+    from digitlab.inference.classifier import Classifier, DataSource, Images
 
 
 class ClassifierMethods:

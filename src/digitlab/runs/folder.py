@@ -51,14 +51,22 @@ def library_versions() -> dict[str, str]:
 
 
 def new_run_folder(config: TrainingConfig) -> Path:
+    """A new, empty run folder: `runs_dir`/<time>-<recipe>, then -2, -3, ... when that is taken.
+
+    Each name is claimed by creating it, which fails if it exists, so processes starting runs at
+    the same moment (an ensemble's members on Ray) each get their own folder.
+    """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(config.runs_dir) / f"{stamp}-{config.recipe}"
-    folder, number = base, 1
-    while folder.exists():
-        number += 1
-        folder = base.with_name(f"{base.name}-{number}")
-    folder.mkdir(parents=True)
-    return folder
+    base.parent.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while True:
+        folder = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            number += 1
 
 
 def run_config(folder: Path) -> TrainingConfig:

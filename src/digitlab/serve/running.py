@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from digitlab.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, creat
 from digitlab.shape import IMAGE_SIDE
 
 TOKEN_ENVIRONMENT_VARIABLE = "DIGITLAB_API_TOKEN"
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
 
 
 def is_loopback(host: str) -> bool:
@@ -95,5 +98,21 @@ def run(
     address = f"http://{shown_host}:{port}/"
     print(f"digitlab: serving {_model_name(Path(model_path))} at {address}", flush=True)
     if api_token is not None:
-        print(f"digitlab: open {address}?token={api_token} (the page keeps the token in memory only)", flush=True)
+        # After "#": browsers never send the fragment, so the token stays out of every log.
+        print(f"digitlab: open {address}#token={api_token} (the page keeps the token in memory only)", flush=True)
+    logging.getLogger("uvicorn.access").addFilter(_HIDDEN_TOKENS)  # once, however often run() is called
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+class HiddenTokens(logging.Filter):
+    """Takes `token=...` out of the paths uvicorn's access log writes (a page opened with the
+    token in its query, as older versions printed it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_IN_QUERY.sub(r"\1[hidden]", value) if isinstance(value, str) else value
+                                for value in record.args)
+        return True
+
+
+_HIDDEN_TOKENS = HiddenTokens()

@@ -24,10 +24,12 @@
   const tokenForm = document.getElementById("token-form");
   const tokenInput = document.getElementById("token");
 
-  // The API token, if the server needs one: from ?token= in the address, kept in memory only.
+  // The API token, if the server needs one: from #token= in the address (a fragment never
+  // reaches the server or its logs; ?token= works too), then taken out of it, kept in memory only.
   const parameters = new URLSearchParams(window.location.search);
-  let token = parameters.get("token");
-  if (token !== null) {
+  const fragment = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  let token = fragment.get("token") || parameters.get("token");
+  if (fragment.has("token") || parameters.has("token")) {
     parameters.delete("token");
     const query = parameters.toString();
     window.history.replaceState(null, "", window.location.pathname + (query ? "?" + query : ""));
