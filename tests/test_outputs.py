@@ -66,3 +66,26 @@ def test_destination_under_a_file_gives_clear_error(tmp_path):
     with pytest.raises(DigitlabError, match=r"cannot write .*runs/out.csv"):
         write_bytes(blocker / "out.csv", b"x")
     assert blocker.read_text() == "a file where a folder should be"
+
+
+@pytest.mark.parametrize("stopped_at", ["moving the old folder aside", "moving the new folder in"])
+def test_ctrl_c_while_a_folder_is_replaced_keeps_the_old_one(tmp_path, monkeypatch, stopped_at):
+    from digitlab import outputs
+
+    target = tmp_path / "pngs"
+    target.mkdir()
+    (target / "old.png").write_bytes(b"old")
+    replace = os.replace
+    calls = []
+
+    def interrupted(source, destination):  # the first move, or the second, is cut short by Ctrl-C
+        calls.append(source)
+        if len(calls) == (1 if stopped_at == "moving the old folder aside" else 2):
+            raise KeyboardInterrupt
+        replace(source, destination)
+
+    monkeypatch.setattr(outputs.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_folder(target, lambda folder: (folder / "new.png").write_bytes(b"new"), force=True)
+    assert [path.name for path in tmp_path.iterdir()] == ["pngs"]
+    assert [path.name for path in target.iterdir()] == ["old.png"]

@@ -99,11 +99,12 @@ def write_folder(path: str | Path, write: Callable[[Path], None], force: bool = 
         if path.exists():
             os.replace(path, previous)
         os.replace(temporary, path)
-    except OSError as error:
+    except BaseException as error:  # Ctrl-C included: the old folder goes back in place
         if previous.exists() and not path.exists():
             os.replace(previous, path)
-        raise _write_failed(path, error) from error
-    finally:
         shutil.rmtree(temporary, ignore_errors=True)
-        shutil.rmtree(previous, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise _write_failed(path, error) from error
+        raise
+    shutil.rmtree(previous, ignore_errors=True)  # only once the new folder is in place
     return path
