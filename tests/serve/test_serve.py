@@ -559,3 +559,44 @@ def test_the_token_stays_out_of_the_access_log_and_the_printed_address(tmp_path,
                                ("127.0.0.1:5000", "GET", "/?lang=en&token=s3cret-token", "1.1", 200), None)
     assert all(log_filter.filter(record) for log_filter in access.filters)
     assert "s3cret-token" not in record.getMessage() and "/?lang=en&token=[hidden]" in record.getMessage()
+
+
+def upload(receive_messages):
+    """A /api/predict request whose body arrives as the given ASGI messages (then nothing more)."""
+    from starlette.requests import Request
+
+    messages = list(receive_messages)
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep(3600)  # the client stalls
+
+    scope = {"type": "http", "method": "POST", "path": "/api/predict", "headers": [(b"content-type", b"image/png")],
+             "query_string": b""}
+    return Request(scope, receive)
+
+
+def test_a_stalled_upload_is_refused_after_the_time_limit(monkeypatch):
+    from fastapi import HTTPException
+
+    from digitlab.serve import requests
+
+    monkeypatch.setattr(requests, "UPLOAD_SECONDS", 0.2)
+    request = upload([{"type": "http.request", "body": b"\x89PNG", "more_body": True}])
+    with pytest.raises(HTTPException) as refused:
+        anyio.run(requests.parse_request, request, 1000, True)
+    assert refused.value.status_code == 408 and "0.2 s" in refused.value.detail
+
+
+def test_a_client_gone_mid_upload_is_one_log_line(caplog):
+    from fastapi import HTTPException
+
+    from digitlab.serve import requests
+
+    request = upload([{"type": "http.request", "body": b"\x89PNG", "more_body": True}, {"type": "http.disconnect"}])
+    with caplog.at_level(logging.INFO, logger="digitlab.serve"), pytest.raises(HTTPException) as refused:
+        anyio.run(requests.parse_request, request, 1000, True)
+    assert refused.value.status_code == 400
+    assert [record.getMessage() for record in caplog.records] == [
+        "a client went away during its upload (4 bytes received)"]

@@ -10,27 +10,27 @@ import base64
 import binascii
 import io
 import json
+import logging
 import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import numpy as np
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from digitlab.shape import IMAGE_SIDE
 
 PIXEL_COUNT = IMAGE_SIDE * IMAGE_SIDE
-
-
 JSON_FIELDS = {"image", "pixels", "multi_digit"}
-
-
 TRUE_WORDS = {"1", "true", "yes", "on"}
-
-
 FALSE_WORDS = {"0", "false", "no", "off"}
+UPLOAD_SECONDS = 30.0  # for the whole body: a phone on a slow line sends 5 MB in far less
+
+logger = logging.getLogger(__name__)
 
 
 def refusal(status: int, message: str) -> HTTPException:
@@ -38,7 +38,9 @@ def refusal(status: int, message: str) -> HTTPException:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) one over `limit` bytes before reading more than that."""
+    """The request body, refusing (413) one over `limit` bytes before reading more than that, and
+    (408) one that has not arrived within UPLOAD_SECONDS: a stalled upload holds nothing for long.
+    A client that goes away mid-upload is one line in the log."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
@@ -47,11 +49,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise refusal(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
     chunks = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise refusal(413, f"the body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(UPLOAD_SECONDS):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise refusal(413, f"the body is over the limit of {limit:,} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise refusal(408, f"the body did not arrive within {UPLOAD_SECONDS:g} s") from None
+    except ClientDisconnect:
+        logger.info("a client went away during its upload (%s bytes received)", f"{received:,}")
+        raise refusal(400, "the client went away during the upload") from None
     return b"".join(chunks)
 
 
