@@ -228,3 +228,11 @@ def test_a_28x28_dark_on_light_image_in_an_image_folder_is_prepared(tmp_path):
     prepared = by_name["dark-on-light"]
     assert prepared[:4].max() == 0 and prepared[:, :4].max() == 0  # paper became black background
     assert prepared[10:18, 12:16].mean() > 128  # and the stroke white ink, in the middle
+
+
+def test_a_debug_dir_that_is_a_file_is_named(photos, model_file, run_cli, tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    result = run_cli("predict", model_file, photos / "labelled", "--debug-dir", taken)
+    assert result.code == 1 and f"{taken}: is a file; the debug folder must be a folder" in " ".join(result.err.split())
+    assert taken.read_text() == "mine"

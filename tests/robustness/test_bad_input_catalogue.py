@@ -233,6 +233,13 @@ def damaged_image_in_label_folder(folder):
     return folder / "digits"
 
 
+def csv_semicolons(folder):
+    columns = ["label"] + [f"pixel{index}" for index in range(784)]
+    rows = [";".join(columns), ";".join(["3"] + ["0"] * 784)]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    return folder / "train.csv"
+
+
 def missing_part(folder):
     npz.write(folder / "mnist.npz", {"train": make_digits(3)})
     return f"{folder / 'mnist.npz'}:validation"
@@ -271,6 +278,10 @@ DATA_CASES = [
                                       r"\S*train.csv is a file, not a folder$"),
     (damaged_image_in_label_folder, r"digits/3/1.png: not an image, or a damaged one$"),
     (missing_part, r"mnist.npz: has no part 'validation'; its parts are train$"),
+    (csv_semicolons, r"train.csv, line 1: header is not Kaggle's .*: "
+                     r"column 1 is 'label;pixel0;pixel1;pixel2;pixel3;pixel4'\.\.\. \(6,951 characters\), "
+                     r"expected 'pixel0' "
+                     r"\(its columns are separated by ';'; Kaggle's CSV uses commas\)$"),
 ]
 
 

@@ -66,8 +66,11 @@ def test_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(learnabl
     assert not (folder / "metrics.json").exists()
     stopped_at = checkpoints.load(checkpoints.path(folder)).epoch
     assert 1 <= stopped_at < EPOCHS
+    # What a kill in the middle of writing a checkpoint leaves: a half-written temporary file.
+    (checkpoints.path(folder).parent / ".last.tmp-0badf00d.npz").write_bytes(b"PK\x03\x04 cut short")
 
     resumed = api.train(resume=folder, verbose=0)
+    assert not list(checkpoints.path(folder).parent.glob(".*.tmp-*"))
     history = pd.read_csv(folder / "history.csv")
     assert list(history["epoch"]) == list(range(1, EPOCHS + 1))
     assert resumed.metrics["epochs_run"] == EPOCHS and (folder / "model.keras").is_file()

@@ -294,6 +294,8 @@ def read_files(
     """
     chosen = [_as_image_file(file) for file in files]
     if debug_dir is not None:
+        if Path(debug_dir).exists() and not Path(debug_dir).is_dir():
+            raise DigitlabError(f"{debug_dir}: is a file; the debug folder must be a folder (or not exist yet)")
         return _read_with_debug(predict_function, chosen, multi_digit, Path(debug_dir), on_progress)
     paths = [str(file.path) for file in chosen]
     prepared: list[_Prepared] = []

@@ -64,6 +64,15 @@ def save(checkpoint: Checkpoint, destination: str | Path) -> Path:
     return write_file(destination, write, force=True)
 
 
+def remove_unfinished(run_dir: str | Path) -> list[Path]:
+    """Delete the half-written checkpoint files a killed run left (.last.tmp-*.npz and the like);
+    the checkpoints themselves are always whole. Returns the files deleted."""
+    stale = sorted(path(run_dir).parent.glob(".*.tmp-*"))
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
+
+
 def load(source: str | Path) -> Checkpoint:
     """Read a checkpoint file; a damaged or foreign file is a DigitlabError."""
     source = Path(source)

@@ -251,6 +251,7 @@ def resume(
             f"{folder} has no checkpoint ({last}): it stopped before its first epoch ended; "
             f"start it again with: digitlab train --config {config_path}"
         )
+    checkpoints.remove_unfinished(folder)
     config = run_config(folder)
     return _train(config, folder, checkpoints.load(last), offline, verbose, callbacks)
 

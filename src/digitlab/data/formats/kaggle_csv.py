@@ -71,10 +71,13 @@ def read_header(path: Path) -> list[str]:
             min(len(columns), len(expected)),
         )
         detail = (
-            f"column {found + 1} is {columns[found]!r}, expected {expected[found]!r}"
+            f"column {found + 1} is {_clipped(columns[found])}, expected {expected[found]!r}"
             if found < min(len(columns), len(expected))
             else f"{len(columns)} columns, expected {len(expected)}"
         )
+        separator = next((mark for mark in (";", "\t", "|") if mark in first[1] and len(columns) == 1), None)
+        if separator is not None:
+            detail += f" (its columns are separated by {separator!r}; Kaggle's CSV uses commas)"
         raise DataError(
             path,
             "header is not Kaggle's 'label,pixel0,...,pixel783' (train.csv) or "
@@ -82,6 +85,11 @@ def read_header(path: Path) -> list[str]:
             "line 1",
         )
     return columns
+
+
+def _clipped(text: str, length: int = 40) -> str:
+    """A column name as an error shows it: quoted, cut short when long (a whole header run together)."""
+    return repr(text) if len(text) <= length else f"{text[:length]!r}... ({len(text):,} characters)"
 
 
 def _problem_in_value(token: str, column: str) -> str | None:
