@@ -600,3 +600,17 @@ def test_a_client_gone_mid_upload_is_one_log_line(caplog):
     assert refused.value.status_code == 400
     assert [record.getMessage() for record in caplog.records] == [
         "a client went away during its upload (4 bytes received)"]
+
+
+def test_a_port_in_use_is_one_clear_error(tmp_path, monkeypatch):
+    import socket
+
+    from digitlab.serve import running
+
+    monkeypatch.setattr(running, "create_app_for_model", lambda *arguments: pytest.fail("the model was loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(DigitlabError, match=f"port {port} on 127.0.0.1 is in use; choose another with --port"):
+            serve.run(tmp_path / "model.keras", port=port)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -37,6 +39,19 @@ def _model_name(path: Path) -> str:
     if path.is_file() and path.name in ("model.keras", "model.onnx") and path.parent.name:
         return path.parent.name
     return path.name
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A DigitlabError now, rather than uvicorn's log line after start-up, when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise DigitlabError(f"port {port} on {host} is in use; choose another with --port") from None
+            raise DigitlabError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
 
 
 def create_app_for_model(
@@ -93,6 +108,7 @@ def run(
     if not is_loopback(host) and api_token is None:
         print(f"digitlab: warning: serving on {host} with no API token: anyone who can reach it can use it",
               file=sys.stderr, flush=True)
+    _check_port_free(host, port)
     app = create_app_for_model(model_path, api_token, max_body_bytes, max_pixels)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/"
