@@ -147,3 +147,28 @@ def test_kaggle_csv_loads_large_file_quickly_enough_to_be_usable(tmp_path):
     dataset = make_digits(2000, seed=5)
     path = kaggle_csv.write(tmp_path / "train.csv", dataset)
     assert_same(dataset, kaggle_csv.read(Path(path)))
+
+
+def test_idx_readers_check_the_header_before_reading_the_values(tmp_path):
+    import gzip
+    import struct
+    import tracemalloc
+
+    from digitlab.data.formats import idx
+    from digitlab.errors import DataError
+
+    inflating = tmp_path / "train-images-idx3-ubyte.gz"  # a wrong magic number, then 64 MB of zeros
+    with gzip.open(inflating, "wb", compresslevel=1) as stream:
+        stream.write(struct.pack(">I", 0x00001203))
+        for _ in range(64):
+            stream.write(bytes(1 << 20))
+    promising = tmp_path / "t10k-images-idx3-ubyte"  # a header promising a million images, then three
+    promising.write_bytes(struct.pack(">IIII", 0x00000803, 1_000_000, 28, 28) + bytes(3 * 28 * 28))
+    for path, message in ((inflating, "not an IDX file: magic number 0x00001203"),
+                          (promising, "truncated: the header promises 1000000 x 28 x 28 values")):
+        tracemalloc.start()
+        with pytest.raises(DataError, match=message):
+            idx.read_images(path)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 8 << 20, f"{path.name}: {peak:,} bytes at the peak"

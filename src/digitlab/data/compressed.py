@@ -6,35 +6,53 @@ import gzip
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from digitlab.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed if it is gzip; a clear error if it cannot be read."""
+def read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The file's bytes, decompressed if it is gzip; a clear error if it cannot be read. With
+    `limit`, at most that many (decompressed) bytes are read: a small gzip file that inflates to
+    gigabytes costs no more memory than the limit."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            compressed = handle.read(2) == GZIP_MAGIC
+            handle.seek(0)
+            if not compressed:
+                data = _read_up_to(handle, limit)
+            else:
+                with gzip.open(handle) as unzipped:
+                    data = _read_up_to(unzipped, limit)
     except FileNotFoundError:
         raise DataError(path, "no such file") from None
     except IsADirectoryError:
         raise DataError(path, "is a folder, expected a file") from None
-    except OSError as error:
-        raise DataError(path, f"cannot read: {error.strerror or error}") from None
-    if not data:
-        raise DataError(path, "the file is empty")
-    if data[:2] != GZIP_MAGIC:
-        return data
-    try:
-        data = gzip.decompress(data)
     except EOFError:
         raise DataError(path, "truncated gzip file: it ends before its compressed data does") from None
     except (gzip.BadGzipFile, zlib.error) as error:
         raise DataError(path, f"damaged gzip file ({error})") from None
+    except OSError as error:
+        raise DataError(path, f"cannot read: {error.strerror or error}") from None
     if not data:
-        raise DataError(path, "the file is empty once decompressed")
+        raise DataError(path, "the file is empty once decompressed" if compressed else "the file is empty")
     return data
+
+
+def _read_up_to(stream: BinaryIO, limit: int | None) -> bytes:
+    """All of a stream, or its first `limit` bytes, read in chunks: memory follows what is there."""
+    if limit is None:
+        return stream.read()
+    chunks, remaining = [], limit
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
 
 
 def first_bytes(path: Path, count: int, error_type: Callable[[Path, str], Exception] = DataError) -> bytes:

@@ -7,6 +7,7 @@ dimensions, so images are 0x00000803 and labels 0x00000801. Files may be gzipped
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -24,8 +25,50 @@ _TYPE_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short", 0x0C: 
                0x0D: "float", 0x0E: "double"}
 
 
+MAX_IDX_HEADER = 4 + 4 * 255  # the magic number, then up to 255 dimension sizes
+MAX_IDX_VALUES = 2**31 - 1  # 2.7 million 28x28 images, 40 times MNIST
+
+
 def _parse(path: Path, expected_dimensions: int, what: str) -> tuple[tuple[int, ...], bytes]:
-    data = read_bytes(path)
+    """The shape and values of an IDX file, its header checked before the values are read: the
+    values read are never more than the header announces (and a byte more, to notice extra)."""
+    header = read_bytes(path, limit=MAX_IDX_HEADER)
+    shape, header_size = _checked_header(path, header, expected_dimensions, what)
+    expected_size = math.prod(shape)
+    if expected_size > MAX_IDX_VALUES:
+        raise DataError(path, f"the header promises {' x '.join(map(str, shape))} values, more than the "
+                              f"{MAX_IDX_VALUES:,} digitlab reads from one file")
+    data = read_bytes(path, limit=header_size + expected_size + 1)
+    payload = data[header_size:]
+    if len(payload) < expected_size:
+        raise DataError(
+            path,
+            f"truncated: the header promises {' x '.join(map(str, shape))} values "
+            f"({expected_size} bytes) but only {len(payload)} bytes follow",
+        )
+    if len(payload) > expected_size:
+        extra = _size_after_decompression(path) - header_size - expected_size
+        raise DataError(
+            path,
+            f"{extra} bytes more than the header's {' x '.join(map(str, shape))} values"
+            if extra > 0 else f"more bytes than the header's {' x '.join(map(str, shape))} values",
+        )
+    return shape, payload[:expected_size]
+
+
+def _size_after_decompression(path: Path) -> int:
+    """The file's size, or for gzip the size its trailer records (0 if it cannot be read)."""
+    with open(path, "rb") as handle:
+        if handle.read(2) != GZIP_MAGIC:
+            return path.stat().st_size
+        if path.stat().st_size < 4:
+            return 0
+        handle.seek(-4, 2)
+        return struct.unpack("<I", handle.read(4))[0]
+
+
+def _checked_header(path: Path, data: bytes, expected_dimensions: int, what: str) -> tuple[tuple[int, ...], int]:
+    """The dimension sizes in an IDX header, and the header's length in bytes."""
     if len(data) < 4:
         raise DataError(path, f"too short for an IDX header ({len(data)} bytes)")
     zero, type_code, dimensions = struct.unpack(">HBB", data[:4])
@@ -46,22 +89,7 @@ def _parse(path: Path, expected_dimensions: int, what: str) -> tuple[tuple[int, 
     header_size = 4 + 4 * dimensions
     if len(data) < header_size:
         raise DataError(path, f"truncated IDX header: {len(data)} bytes, needs {header_size}")
-    shape = struct.unpack(f">{dimensions}I", data[4:header_size])
-    payload = data[header_size:]
-    expected_size = int(np.prod(shape))
-    if len(payload) < expected_size:
-        raise DataError(
-            path,
-            f"truncated: the header promises {' x '.join(map(str, shape))} values "
-            f"({expected_size} bytes) but only {len(payload)} bytes follow",
-        )
-    if len(payload) > expected_size:
-        raise DataError(
-            path,
-            f"{len(payload) - expected_size} bytes more than the header's "
-            f"{' x '.join(map(str, shape))} values",
-        )
-    return shape, payload
+    return struct.unpack(f">{dimensions}I", data[4:header_size]), header_size
 
 
 def read_images(path: str | Path) -> np.ndarray:
