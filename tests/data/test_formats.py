@@ -172,3 +172,21 @@ def test_idx_readers_check_the_header_before_reading_the_values(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert peak < 8 << 20, f"{path.name}: {peak:,} bytes at the peak"
+
+
+def test_an_npz_array_claiming_more_than_it_holds_is_refused_before_loading(tmp_path):
+    import io
+    import zipfile
+
+    from digitlab.data.formats import npz
+    from digitlab.errors import DataError
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (100_000_000, 28, 28)})
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train.npy", header.getvalue() + bytes(3 * 28 * 28))
+    with pytest.raises(DataError, match=r"mnist.npz: x_train claims shape \(100000000, 28, 28\) "
+                                        r"\(78,400,000,000 bytes\) but holds [\d,]+ bytes$"):
+        npz.read(path)

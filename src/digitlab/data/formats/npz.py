@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import zipfile
 from pathlib import Path
@@ -46,6 +47,24 @@ def _labels(path: Path, key: str, array: np.ndarray, count: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def _check_declared_size(path: Path, archive: np.lib.npyio.NpzFile, key: str) -> None:
+    """Refuse an array whose header claims more values than its member of the archive holds,
+    before NumPy sets memory aside for them."""
+    try:
+        member = archive.zip.getinfo(f"{key}.npy")
+        with archive.zip.open(member) as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(stream)
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return  # loading it names what is wrong
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > member.file_size:
+        raise DataError(path, f"{key} claims shape {tuple(shape)} ({claimed:,} bytes) but holds "
+                              f"{member.file_size:,} bytes")
+
+
 def read(path: str | Path) -> dict[str, Dataset]:
     """Every part (`x_<part>` with optional `y_<part>`) of an .npz file, by part name."""
     path = Path(path)
@@ -73,6 +92,7 @@ def read(path: str | Path) -> dict[str, Dataset]:
                 continue
             part = match.group(1)
             try:
+                _check_declared_size(path, archive, key)
                 images = _pixels(path, key, archive[key])
                 labels_key = f"y_{part}"
                 labels = (
@@ -90,6 +110,8 @@ def read(path: str | Path) -> dict[str, Dataset]:
                 raise DataError(path, f"cannot read array {key}: {error}") from None
             except (zipfile.BadZipFile, OSError, EOFError) as error:
                 raise DataError(path, f"damaged array in the archive ({error})") from None
+            except MemoryError:
+                raise DataError(path, f"array {key} does not fit in memory") from None
             parts[part] = Dataset(images, labels, name=f"{path.stem}-{part}", origin=str(path))
     if not parts:
         raise DataError(path, f"no image arrays named x_<part> (found: {', '.join(keys) or 'none'})")
