@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -402,6 +403,8 @@ def models(tmp_path_factory):
     ).save(folder / "lambda.keras")
     data = (folder / "seven.keras").read_bytes()
     (folder / "truncated.keras").write_bytes(data[: len(data) // 2])
+    with zipfile.ZipFile(folder / "huge-config.keras", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", '{"class_name": "' + " " * (20 << 20) + '"}')  # 20 MB, 20 KB zipped
     digit_image().save(folder / "digit.png")
     return folder
 
@@ -413,6 +416,8 @@ MODEL_CASES = [
     ("weights.h5", r"weights.h5: not a Keras .h5 model: the file is not in HDF5 format$"),
     ("truncated.keras", r"truncated.keras: not a Keras model: .keras files are zip archives"),
     ("run", r"run: no model.keras or model.onnx in this folder"),
+    ("huge-config.keras", r"huge-config.keras: its config.json is 20,971,538 bytes; a digit model's is a few "
+                          r"kilobytes, and more than 16,777,216 is refused unread$"),
     ("cifar.keras", r"cifar.keras: the model takes input of shape \(N, 32, 32, 3\), which 28x28 digit images "
                     r"cannot be fed into"),
     ("seven.keras", r"seven.keras: the model outputs shape \(N, 7\), expected \(N, 10\): one score per digit 0..9$"),

@@ -138,6 +138,9 @@ def _model_file(path: Path) -> Path:
     return path
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a .keras file's config.json: the model's description, not its weights
+
+
 def _check_file_kind(path: Path) -> None:
     """Refuse files that are not Keras models before Keras gives a confusing error."""
     import h5py
@@ -152,11 +155,14 @@ def _check_file_kind(path: Path) -> None:
             )
         try:
             with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
+                config = next((member for member in archive.infolist() if member.filename == "config.json"), None)
         except (zipfile.BadZipFile, OSError) as error:
             raise ModelError(path, f"damaged .keras archive: {error}") from None
-        if "config.json" not in names:
+        if config is None:
             raise ModelError(path, "a zip archive but not a Keras model (no config.json inside)")
+        if config.file_size > MAX_CONFIG_BYTES:
+            raise ModelError(path, f"its config.json is {config.file_size:,} bytes; a digit model's is a few "
+                                   f"kilobytes, and more than {MAX_CONFIG_BYTES:,} is refused unread")
     elif suffix in LEGACY_SUFFIXES:
         if not h5py.is_hdf5(path):
             raise ModelError(path, "not a Keras .h5 model: the file is not in HDF5 format")
