@@ -206,6 +206,16 @@ def idx_labels_alone(folder):
     return path
 
 
+def idx_images_with_a_bad_magic_number(folder):
+    digits = make_digits(5)
+    idx.write_labels(folder / "train-labels-idx1-ubyte", digits.labels)
+    idx.write_images(folder / "train-images-idx3-ubyte", digits.images)
+    data = bytearray((folder / "train-images-idx3-ubyte").read_bytes())
+    data[2] = 0x12  # no IDX type code
+    (folder / "train-images-idx3-ubyte").write_bytes(bytes(data))
+    return folder
+
+
 def unknown_format(folder):
     path = folder / "digits.bin"
     path.write_bytes(bytes(range(256)))
@@ -271,6 +281,8 @@ DATA_CASES = [
     (idx_extra_bytes, r"train-images-idx3-ubyte: 16 bytes more than the header's 2 x 28 x 28 values$"),
     (idx_labels_alone, r"train-labels-idx1-ubyte: is an IDX labels file; give the images file "
                        r"\(or the folder holding both\)$"),
+    (idx_images_with_a_bad_magic_number, r"train-images-idx3-ubyte: not an IDX file: magic number 0x00001203, "
+                                          r"expected 0x00000803 \(images\) or 0x00000801 \(labels\)$"),
     (unknown_format, r"digits.bin: unknown format: expected IDX \(.gz\), .npz, Kaggle .csv or an image file$"),
     (empty_folder, r"digits: no digit data found: expected IDX files, train.csv/test.csv, label folders 0..9 "
                    r"or images$"),

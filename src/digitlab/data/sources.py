@@ -16,6 +16,7 @@ from digitlab.errors import DataError
 
 _TEST_NAME = re.compile(r"test|t10k", re.IGNORECASE)
 _PART_FOLDERS = ("train", "validation", "test")
+_IMAGES_NAME = re.compile(r"images|imgs|idx3", re.IGNORECASE)
 
 
 def part_name_for(path: Path) -> str:
@@ -23,7 +24,9 @@ def part_name_for(path: Path) -> str:
     return "test" if _TEST_NAME.search(path.name) else "train"
 
 
-def _pair_idx_files(folder: Path, files: list[Path]) -> dict[str, Dataset]:
+def _pair_idx_files(folder: Path, files: list[Path], unreadable: list[Path] = ()) -> dict[str, Dataset]:
+    """The IDX files of a folder paired into parts; `unreadable` are the folder's other files, one
+    of which may be the images file of lone labels, with a damaged header."""
     by_part: dict[str, dict[str, Path]] = {}
     for path in files:
         kind = idx.kind_of(path)
@@ -38,6 +41,9 @@ def _pair_idx_files(folder: Path, files: list[Path]) -> dict[str, Dataset]:
     for part in sorted(by_part, key=lambda name: name != "train"):
         files_of_part = by_part[part]
         if "images" not in files_of_part:
+            for path in unreadable:  # an images file that is damaged: its own error names it
+                if part_name_for(path) == part and _IMAGES_NAME.search(path.name):
+                    idx.read_images(path)
             raise DataError(folder, f"IDX labels {files_of_part['labels'].name} have no images file beside them")
         parts[part] = _idx_dataset(files_of_part["images"], files_of_part.get("labels"), part)
     return parts
@@ -71,7 +77,7 @@ def _read_folder(folder: Path) -> dict[str, Dataset]:
     files = [entry for entry in entries if entry.is_file()]
     idx_files = [path for path in files if idx.kind_of(path)]
     if idx_files:
-        return _pair_idx_files(folder, idx_files)
+        return _pair_idx_files(folder, idx_files, unreadable=[path for path in files if path not in idx_files])
     csv_files = [path for path in files if path.name.endswith((".csv", ".csv.gz"))]
     kaggle_files = [path for path in csv_files if path.name.split(".")[0] in _PART_FOLDERS]
     if kaggle_files:
