@@ -264,6 +264,7 @@ def test_page_asks_for_the_token_when_the_server_needs_one(trained_model):
         expect(page.locator("#result")).to_have_text(re.compile(r"^\d+$"))
 
         for address in (url + "#token=page-token", url + "?token=page-token"):
+            page.goto("about:blank")  # a fresh load, as opening the printed address in a new tab
             page.goto(address)
             assert "token" not in page.url  # taken out of the address, kept in memory
             draw(page, ONE)
