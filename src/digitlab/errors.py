@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+INTERRUPTION_EXPLAINED = "digitlab: the interruption was explained where it happened"
+"""A note on a KeyboardInterrupt whose consequences were already told to the user (training
+says which checkpoint is kept): the command line then adds nothing."""
+
 
 class DigitlabError(Exception):
     """A problem the user can fix; the CLI prints its message without a traceback."""

@@ -99,3 +99,14 @@ def test_paths_with_markup_characters_print_as_they_are(tmp_path, run_cli, name)
     assert f"{name}-out.csv" in converted.out.replace("\n", "")
     missing = run_cli("data", "info", folder / f"{name}-missing.npz")
     assert missing.code == 1 and f"{name}-missing.npz" in missing.err.replace("\n", "")
+
+
+def test_ctrl_c_outside_training_says_interrupted(run_cli, monkeypatch):
+    from digitlab.cli import commands
+
+    def interrupted(source):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "_load_parts", interrupted)
+    result = run_cli("data", "info", "mnist")
+    assert result.code == 130 and result.err.strip() == "interrupted"

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from digitlab import __version__
-from digitlab.errors import DigitlabError
+from digitlab.errors import INTERRUPTION_EXPLAINED, DigitlabError
 
 app = typer.Typer(
     help="Train, understand and use handwritten-digit recognisers.",
@@ -695,3 +695,10 @@ def main() -> None:
     except KeyboardInterrupt:
         error_console.print("interrupted")
         sys.exit(130)
+    except SystemExit as exit_:
+        # Typer turns Ctrl-C into a silent exit 130; say it, unless training has said it already.
+        interrupt = exit_.__context__.__cause__ if exit_.__context__ is not None else None
+        explained = INTERRUPTION_EXPLAINED in getattr(interrupt, "__notes__", ())
+        if exit_.code == 130 and isinstance(interrupt, KeyboardInterrupt) and not explained:
+            error_console.print("interrupted")
+        raise

@@ -14,7 +14,7 @@ import numpy as np
 from digitlab.compute import backend
 from digitlab.compute.devices import configure_threads, strategy_scope
 from digitlab.data.dataset import Dataset
-from digitlab.errors import DigitlabError
+from digitlab.errors import INTERRUPTION_EXPLAINED, DigitlabError
 from digitlab.evaluation import calibration
 from digitlab.outputs import write_file, write_text
 from digitlab.recipes.config import ConfigError, TrainingConfig, to_toml
@@ -347,7 +347,8 @@ def _train(
             verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose,
             shuffle=False,  # the training batches are shuffled already
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        interrupt.add_note(INTERRUPTION_EXPLAINED)  # the command line need not say it again
         if checkpointing.epoch:
             print(f"\ninterrupted: {folder} keeps the checkpoint of epoch {checkpointing.epoch}; "
                   f"continue with: digitlab train --resume {folder}", file=sys.stderr)
