@@ -388,3 +388,44 @@ def test_prepare_on_mutated_image_files(original, seed, data):
     except DataError:
         return
     assert isinstance(prepared, Prepared)
+
+
+@settings(FUZZ, max_examples=25 * _SCALE)
+@given(width=st.integers(60, 900), height=st.integers(60, 700), dot=st.integers(1, 6),
+       across=st.integers(2, 12), down=st.integers(2, 24), dark=st.booleans())
+def test_images_of_many_pieces_give_a_bounded_reading(width, height, dot, across, down, dark):
+    from digitlab.preparation import MAX_DIGITS
+
+    page = np.full((height, width), 255 if dark else 0, np.uint8)
+    for top in range(0, height, down):
+        for left in range(0, width, across):
+            page[top : top + dot, left : left + dot] = 0 if dark else 255
+    prepared = prepare(page_png(page))
+    assert isinstance(prepared, Prepared) and len(prepared.digits) <= MAX_DIGITS
+    assert all(digit.shape == (28, 28) for digit in prepared.digits)
+
+
+def page_png(page: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(page).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+_MARKUP_TEXT = st.text(alphabet="[]/abx =#@:", min_size=1, max_size=12).filter(lambda text: text.strip("/") == text)
+
+
+@settings(FUZZ, max_examples=30 * _SCALE, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(name=_MARKUP_TEXT)
+def test_file_names_with_markup_characters_print_as_they_are(tmp_path, run_cli, name):
+    assume("/" not in name and name not in (".", ".."))
+    path = tmp_path / f"{name}.npz"
+    if not path.exists():
+        npz.write(path, {"train": make_digits(10)})
+    shown = run_cli("data", "info", path)
+    assert shown.code == 0, shown.err
+    assert f"{name}.npz" in shown.out.replace("\n", "")
+    missing = run_cli("data", "info", tmp_path / f"{name}-gone.npz")
+    assert missing.code == 1 and f"{name}-gone.npz" in missing.err.replace("\n", "")
