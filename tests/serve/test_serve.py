@@ -614,3 +614,20 @@ def test_a_port_in_use_is_one_clear_error(tmp_path, monkeypatch):
         port = taken.getsockname()[1]
         with pytest.raises(DigitlabError, match=f"port {port} on 127.0.0.1 is in use; choose another with --port"):
             serve.run(tmp_path / "model.keras", port=port)
+
+
+def test_a_reading_over_the_time_budget_is_answered_503_and_the_server_goes_on(monkeypatch):
+    from digitlab.serve import app as serve_app
+
+    monkeypatch.setattr(serve_app, "READING_SECONDS", 0.3)
+
+    def slow_predict(images):
+        if images.max() > 0:
+            time.sleep(1.5)  # an image that takes far too long
+        return fake_predict(images)
+
+    client = TestClient(serve.create_app(slow_predict, "slow"))
+    slow = client.post("/api/predict", json={"pixels": [255] * 784})  # would succeed after 1.5 s
+    assert slow.status_code == 503 and "took over 0.3 s" in slow.json()["detail"]
+    blank = client.post("/api/predict", json={"pixels": [0] * 784})
+    assert blank.status_code == 200

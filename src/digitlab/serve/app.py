@@ -50,6 +50,7 @@ DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 # A 40-megapixel photo decodes to 40 MB in greyscale; PIL's own bomb limit is about 89 MP.
 DEFAULT_MAX_PIXELS = 40_000_000
 PREDICTION_THREADS = 2
+READING_SECONDS = 10.0  # per request: the slowest image seen (a 1024x900 dot grid) takes 0.2 s
 
 logger = logging.getLogger("digitlab.serve.app")
 
@@ -112,9 +113,11 @@ class Health(BaseModel):
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "empty body, or malformed JSON or multipart"},
     401: {"model": Problem, "description": "missing or wrong API token"},
+    408: {"model": Problem, "description": "the body did not arrive in time"},
     413: {"model": Problem, "description": "body or image too large"},
     415: {"model": Problem, "description": "not multipart/form-data, application/json or image/*"},
     422: {"model": Problem, "description": "not an image, bad base64, wrong pixels or fields"},
+    503: {"model": Problem, "description": "reading the image took longer than the server allows"},
 }
 
 _IMAGE_FIELD_HELP = "a PNG, JPEG, GIF, BMP, WebP or TIFF image of one or more handwritten digits"
@@ -424,7 +427,13 @@ def create_app(
             check_image_size(wanted.image, max_pixels)
         started = time.perf_counter()
         try:
-            answer = await anyio.to_thread.run_sync(answer_reading, predict_function, wanted, limiter=limiter())
+            with anyio.fail_after(READING_SECONDS):
+                answer = await anyio.to_thread.run_sync(answer_reading, predict_function, wanted,
+                                                        limiter=limiter(), abandon_on_cancel=True)
+        except TimeoutError:
+            logger.warning("a reading took over %g s and was abandoned", READING_SECONDS)
+            raise refusal(503, f"reading this image took over {READING_SECONDS:g} s; try a smaller or "
+                               "simpler image") from None
         except HTTPException:
             raise
         except DigitlabError as error:
