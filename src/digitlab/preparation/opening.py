@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -183,31 +184,37 @@ def _flatten(image: Image.Image, source: ImageSource) -> Image.Image:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
+PNG_HEADER_BYTES = 26  # the signature, then IHDR's length and name, width, height, bit depth, colour type
 PLAIN_GREY_PNG_MAX_BYTES = 1 << 20  # larger files go through Pillow, whose decoding costs little beside them
+
+
+def _plain_grey_header(head: bytes) -> bool:
+    """Whether a file starts as an 8-bit grey PNG: bit depth 8, colour type 0."""
+    return (len(head) >= PNG_HEADER_BYTES and head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR"
+            and head[24] == 8 and head[25] == 0)
 
 
 def plain_grey_png(source: ImageSource) -> np.ndarray | None:
     """The pixels of an 8-bit grey PNG of at most WORK_SIDE pixels a side with no transparency,
-    EXIF block or animation, the usual form of a scanned digit, decoded by OpenCV (several times faster than Pillow on
-    small files, the same pixels); None for anything else, which `open_image` reads."""
+    EXIF block or animation, the usual form of a scanned digit, decoded by OpenCV (several times
+    faster than Pillow on small files, the same pixels); None for anything else, which
+    `open_image` reads. Of other files only the first bytes are read."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+        if len(data) > PLAIN_GREY_PNG_MAX_BYTES or not _plain_grey_header(data):
+            return None
     elif isinstance(source, (str, Path)):
         try:
-            path = Path(source)
-            if path.stat().st_size > PLAIN_GREY_PNG_MAX_BYTES:
-                return None
-            data = path.read_bytes()
+            with open(source, "rb") as handle:
+                head = handle.read(PNG_HEADER_BYTES)
+                if not _plain_grey_header(head) or os.fstat(handle.fileno()).st_size > PLAIN_GREY_PNG_MAX_BYTES:
+                    return None
+                data = head + handle.read()
         except OSError:
             return None  # Pillow names what is wrong
     else:
         return None
-    # The header chunk: width, height, bit depth 8, colour type 0 (grey).
-    if len(data) > PLAIN_GREY_PNG_MAX_BYTES or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
-        return None
-    if data[24] != 8 or data[25] != 0 or any(chunk in data for chunk in (b"tRNS", b"eXIf", b"acTL")):
+    if any(chunk in data for chunk in (b"tRNS", b"eXIf", b"acTL")):
         return None
     size = (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"))
     if max(size) > WORK_SIDE:

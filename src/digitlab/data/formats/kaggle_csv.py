@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import gzip
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from digitlab.data.compressed import reading_errors
 from digitlab.data.dataset import Dataset
 from digitlab.errors import DataError
 from digitlab.outputs import write_file
@@ -47,17 +47,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 def read_header(path: Path) -> list[str]:
     """The column names, checked against Kaggle's layout."""
     try:
-        first = next(_lines(path), None)
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a folder, expected a CSV file") from None
-    except EOFError:
-        raise DataError(path, "truncated gzip file: it ends before its compressed data does") from None
-    except (gzip.BadGzipFile, zlib.error) as error:
-        raise DataError(path, f"damaged gzip file ({error})") from None
-    except OSError as error:
-        raise DataError(path, f"cannot read: {error.strerror or error}") from None
+        with reading_errors(path, "a CSV file"):
+            first = next(_lines(path), None)
     except UnicodeDecodeError:
         raise DataError(path, "not a text file (CSV expected)", "line 1") from None
     if first is None or not first[1].strip():
@@ -163,15 +154,12 @@ def _read_fast(path: Path, columns: list[str]) -> np.ndarray | None:
 def _scan(path: Path, columns: list[str]) -> DataError | None:
     """`find_bad_line`, with a damaged file (gzip, encoding, I/O) reported as a DataError."""
     try:
-        return find_bad_line(path, columns)
-    except EOFError:
-        return DataError(path, "truncated gzip file: it ends before its compressed data does")
-    except (gzip.BadGzipFile, zlib.error) as error:
-        return DataError(path, f"damaged gzip file ({error})")
+        with reading_errors(path, "a CSV file"):
+            return find_bad_line(path, columns)
+    except DataError as error:
+        return error
     except UnicodeDecodeError as error:
         return DataError(path, f"not a text file (CSV expected): undecodable byte at offset {error.start} of a line")
-    except OSError as error:
-        return DataError(path, f"cannot read: {error.strerror or error}")
 
 
 def read(path: str | Path) -> Dataset:
