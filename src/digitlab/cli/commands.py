@@ -419,6 +419,40 @@ def ensemble_command(
     _print_report_line(ensemble.path)
 
 
+@app.command("finetune")
+def finetune_command(
+    model: Annotated[Path, typer.Argument(help="The run folder (or .keras / .h5 file) to start from.")],
+    data: Annotated[str, typer.Option(help="Your digits: a folder DIR/0/*.png ... DIR/9/*.png (photos and "
+                                           "scans welcome), or any labelled source.")],
+    holdout: Annotated[Optional[float], typer.Option(help="Share of each digit's examples held out to choose "
+                                                          "the epoch and report on (default 0.25).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="At most this many epochs (default 30).")] = None,
+    learning_rate: LearningRateOption = None,
+    replay: Annotated[Optional[str], typer.Option(help="Digits mixed in so the model keeps reading everyone "
+                                                       "else (default mnist; '' for none).")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    threads: ThreadsOption = None,
+    runs_dir: Annotated[str, typer.Option(help="Where the new run folder goes.")] = "runs",
+) -> None:
+    """Teach a model your handwriting: fine-tune a copy on your digits; writes runs/<time>-finetune/."""
+    _keras_quietly()
+    from digitlab.training.finetune import finetune
+
+    options = {name: value for name, value in (("holdout", holdout), ("epochs", epochs),
+                                                ("learning_rate", learning_rate), ("replay", replay), ("seed", seed))
+               if value is not None}
+    run = finetune(model, data, runs_dir=runs_dir, offline=_Settings.offline, threads=threads, **options)
+    metrics = run.metrics
+    console.print(f"[bold]{_shown(run.path)}[/bold]: your held-out digits {metrics['personal_accuracy_before']:.1%} "
+                  f"before, {metrics['personal_accuracy']:.1%} after", highlight=False)
+    if "mnist_test_accuracy" in metrics:
+        console.print(f"MNIST test: {metrics['mnist_test_accuracy_before']:.2%} before, "
+                      f"{metrics['mnist_test_accuracy']:.2%} after; {metrics['seconds']:.1f} s in all", highlight=False)
+    _print_report_line(run.path)
+    console.print(f"read with it: digitlab predict {_shown(run.path)} FILES, or digitlab serve {_shown(run.path)}",
+                  highlight=False)
+
+
 @app.command("sweep")
 def sweep_command(
     sweep_file: Annotated[Path, typer.Argument(help="The sweep's TOML file: recipe, [fixed], [search] (see README).")],
@@ -677,12 +711,17 @@ def serve_command(
     allow_no_token: Annotated[
         bool, typer.Option("--allow-no-token", help="Serve a non-loopback address without a token.")
     ] = False,
+    collect: Annotated[Optional[Path], typer.Option(
+        help="Keep the digits you correct or practise on the page in this folder (DIR/<digit>/*.png) "
+             "and let the page fine-tune the model on them.")] = None,
+    runs_dir: Annotated[str, typer.Option(help="Where fine-tuned models go.")] = "runs",
 ) -> None:
     """Serve the drawing page and the HTTP API (POST /api/predict, docs at /docs)."""
     _keras_quietly()
     from digitlab.serve import run
 
-    run(model, host=host, port=port, api_token=api_token, allow_no_token=allow_no_token)
+    run(model, host=host, port=port, api_token=api_token, allow_no_token=allow_no_token, collect=collect,
+        runs_dir=runs_dir)
 
 
 def main() -> None:

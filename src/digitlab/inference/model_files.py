@@ -40,6 +40,7 @@ __all__ = [
     "fastest_model_file",
     "input_adapter",
     "load_model",
+    "pixel_model",
     "predict_function_for",
 ]
 
@@ -379,6 +380,30 @@ def input_adapter(
         return keras.ops.convert_to_numpy(model(_adapted(batch, plan), training=False))
 
     return _batched(run_batch, batch_size, source)
+
+
+def pixel_model(model: keras.Model) -> keras.Model:
+    """The model as one that takes uint8 (N, 28, 28) pixels and gives probabilities, for training on.
+
+    digitlab's own models take those already and are returned as they are. Any other is wrapped:
+    reshaped, converted and scaled as `input_adapter` feeds it, with a softmax after it if its
+    outputs are logits. Raises ModelError if the model cannot take 28x28 images.
+    """
+    plan = _plan_input(model, f"model {model.name!r}")
+    probe = np.zeros((2, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    probe[1, 8:20, 12:16] = 255
+    scores = keras.ops.convert_to_numpy(model(_adapted(probe, plan), training=False))
+    gives_probabilities = bool(np.all(scores >= 0) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3))
+    if plan == _InputPlan((IMAGE_SIDE, IMAGE_SIDE), np.dtype(np.uint8), 1.0) and gives_probabilities:
+        return model
+    inputs = keras.Input(shape=(IMAGE_SIDE, IMAGE_SIDE), dtype="uint8", name="pixels")
+    x = keras.layers.Reshape(plan.image_shape)(keras.ops.cast(inputs, plan.dtype.name))
+    if plan.scale != 1.0:
+        x = keras.layers.Rescaling(plan.scale)(x)
+    x = model(x)
+    if not gives_probabilities:
+        x = keras.layers.Softmax(dtype="float32")(x)
+    return keras.Model(inputs, x, name=model.name)
 
 
 def _batched(

@@ -312,16 +312,16 @@ def _validated(config: TrainingConfig, origin: str) -> TrainingConfig:
     return config
 
 
-def to_toml(values: dict[str, Any]) -> str:
-    """A small TOML writer for the flat settings and one level of tables that configs hold."""
+def to_toml(values: dict[str, Any], table: str = "") -> str:
+    """A small TOML writer for the settings configs hold: plain values, and tables of them."""
     plain = {key: value for key, value in values.items() if not isinstance(value, dict)}
     tables = {key: value for key, value in values.items() if isinstance(value, dict)}
-    lines = [f"{key} = {_toml_value(value)}" for key, value in plain.items() if value is not None]
-    for table, content in tables.items():
-        lines += ["", f"[{table}]"] + [
-            f"{key} = {_toml_value(value)}" for key, value in content.items() if value is not None
-        ]
-    return "\n".join(lines) + "\n"
+    lines = [f"[{table}]"] if table else []
+    lines += [f"{key} = {_toml_value(value)}" for key, value in plain.items() if value is not None]
+    text = "\n".join(lines) + "\n" if lines else ""
+    for name, content in tables.items():
+        text += ("\n" if text else "") + to_toml(content, f"{table}.{name}" if table else name)
+    return text
 
 
 def _toml_value(value: Any) -> str:

@@ -50,14 +50,14 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def new_run_folder(config: TrainingConfig) -> Path:
-    """A new, empty run folder: `runs_dir`/<time>-<recipe>, then -2, -3, ... when that is taken.
+def new_folder(runs_dir: str | Path, kind: str) -> Path:
+    """A new, empty folder `runs_dir`/<time>-<kind>, then -2, -3, ... when that is taken.
 
     Each name is claimed by creating it, which fails if it exists, so processes starting runs at
     the same moment (an ensemble's members on Ray) each get their own folder.
     """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(config.runs_dir) / f"{stamp}-{config.recipe}"
+    base = Path(runs_dir) / f"{stamp}-{kind}"
     base.parent.mkdir(parents=True, exist_ok=True)
     number = 1
     while True:
@@ -69,11 +69,17 @@ def new_run_folder(config: TrainingConfig) -> Path:
             number += 1
 
 
+def new_run_folder(config: TrainingConfig) -> Path:
+    """A new, empty run folder for a training run: `runs_dir`/<time>-<recipe>."""
+    return new_folder(config.runs_dir, config.recipe)
+
+
 def run_config(folder: Path) -> TrainingConfig:
     """The configuration a run folder was trained with: its config.toml, library versions aside."""
     config_path = Path(folder) / CONFIG_FILE
     settings = read_toml(config_path)
-    settings.pop("versions", None)
+    for table in ("versions", "ensemble", "finetune"):  # what the run was made with besides training
+        settings.pop(table, None)
     config = apply(TrainingConfig(), settings, str(config_path))
     config.validate()
     return config
@@ -92,11 +98,13 @@ def finish_run(
     history: pandas.DataFrame | None,
     title: str,
     details: dict[str, str],
+    shown: str | None = None,
 ) -> None:
     """Write the end of a trained run (or ensemble) into its folder.
 
     Each evaluated split's accuracy, loss and calibration error join `metrics`; the report and
-    its pictures show the split `report_split` picks; metrics.json is written last. Its presence
+    its pictures show the split `shown` (by default the one `report_split` picks); metrics.json
+    is written last. Its presence
     is what marks a run finished, so a run stopped while finishing resumes and finishes again.
     """
     from digitlab.evaluation.report import write_report  # matplotlib: only a finishing run needs it
@@ -105,7 +113,7 @@ def finish_run(
         metrics[f"{name}_accuracy"] = round(float(evaluation.accuracy), 6)
         metrics[f"{name}_loss"] = round(float(evaluation.loss), 6)
         metrics[f"{name}_calibration_error"] = round(float(evaluation.calibration_error), 6)
-    shown = report_split(evaluations)
+    shown = shown or report_split(evaluations)
     if shown is not None:
         write_report(folder, evaluations[shown], datasets[shown], history, title=title, details=details)
     write_text(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n", force=True)

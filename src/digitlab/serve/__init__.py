@@ -1,7 +1,9 @@
 """`digitlab serve`: the drawing page and the HTTP API.
 
 `app` builds the FastAPI app (routes, static files, security headers), `requests` reads what a
-client sends, `answers` reads the digits, `running` loads a model and starts uvicorn.
+client sends, `answers` reads the digits, `collecting` keeps a person's labelled examples,
+`tuning` fine-tunes the served model on them in the background, `running` loads a model and
+starts uvicorn.
 """
 
 from digitlab.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, PREDICTION_THREADS, create_app

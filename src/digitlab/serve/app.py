@@ -41,7 +41,17 @@ from pydantic import BaseModel, Field
 from digitlab import __version__
 from digitlab.errors import DigitlabError
 from digitlab.serve.answers import PredictFunction, answer_reading
-from digitlab.serve.requests import FALSE_WORDS, PIXEL_COUNT, TRUE_WORDS, check_image_size, parse_request, refusal
+from digitlab.serve.collecting import CollectionFull, ExampleFolder
+from digitlab.serve.requests import (
+    FALSE_WORDS,
+    PIXEL_COUNT,
+    TRUE_WORDS,
+    check_image_size,
+    parse_example,
+    parse_request,
+    refusal,
+)
+from digitlab.serve.tuning import ServedModel, Tuner
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_PIXELS", "create_app"]
 
@@ -104,10 +114,31 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
-    """What /healthz answers: "ok" and the model's name."""
+    """What /healthz answers: "ok", the model's name and whether examples are collected."""
 
     status: str
     model: str
+    collecting: bool = Field(default=False, description="whether /api/examples keeps examples (serve --collect DIR)")
+
+
+class Examples(BaseModel):
+    """What /api/examples answers: where examples go and how many of each digit there are."""
+
+    folder: str = Field(description="the folder examples are saved in, as DIR/<digit>/<name>.png")
+    counts: list[int] = Field(description="examples of each digit 0..9")
+    total: int
+    saved: str | None = Field(default=None, description="the file just saved, relative to the folder")
+
+
+class FinetuneState(BaseModel):
+    """What /api/finetune answers: the latest fine-tune's state, log and figures."""
+
+    state: str = Field(description="idle, running, finished or failed")
+    seconds: float | None = None
+    log: list[str] = Field(description="its progress lines, latest last")
+    run: str | None = Field(default=None, description="the new run folder, once finished; the server reads with it")
+    metrics: dict[str, Any] | None = Field(default=None, description="the run's figures, before and after")
+    error: str | None = None
 
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -117,7 +148,10 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": "body or image too large"},
     415: {"model": Problem, "description": "not multipart/form-data, application/json or image/*"},
     422: {"model": Problem, "description": "not an image, bad base64, wrong pixels or fields"},
+    404: {"model": Problem, "description": "collecting and fine-tuning are off (serve without --collect)"},
+    409: {"model": Problem, "description": "a fine-tune is running already, or there are too few examples"},
     503: {"model": Problem, "description": "reading the image took longer than the server allows"},
+    507: {"model": Problem, "description": "the collection is full"},
 }
 
 _IMAGE_FIELD_HELP = "a PNG, JPEG, GIF, BMP, WebP or TIFF image of one or more handwritten digits"
@@ -168,46 +202,32 @@ _REQUEST_BODY: dict[str, Any] = {
 }
 
 
-# ---------------------------------------------------------------------------- reading requests
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------- predicting
-
-
-
-
-
-
-
-
-
-
-
-
+_EXAMPLE_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image", "label"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary", "description": "one handwritten digit"},
+                    "label": {"type": "string", "enum": [str(digit) for digit in range(10)]},
+                },
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["image", "label"],
+                "properties": {
+                    "image": {"type": "string", "description": "base64 PNG or JPEG, optionally a data: URL"},
+                    "label": {"type": "integer", "minimum": 0, "maximum": 9},
+                },
+            }
+        },
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 
 
 # ---------------------------------------------------------------------------- the app
@@ -346,6 +366,8 @@ def create_app(
     api_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    examples: ExampleFolder | None = None,
+    tuner: Tuner | None = None,
 ) -> FastAPI:
     """The FastAPI app serving the drawing page and the API for one model.
 
@@ -357,9 +379,17 @@ def create_app(
                       the page, /healthz and the docs stay open
     max_body_bytes    larger request bodies are refused with 413, unread
     max_pixels        larger images (width x height) are refused with 413, undecoded
+    examples          where POST /api/examples keeps labelled examples; without it, collecting is off (404)
+    tuner             runs POST /api/finetune on the examples and swaps in the new model; the
+                      model it serves (`tuner.served`) replaces `predict_function` and `model_name`
     """
     if max_body_bytes < 1 or max_pixels < 1:
         raise ValueError("max_body_bytes and max_pixels must be positive")
+    fixed = ServedModel(predict_function, model_name)
+
+    def served() -> ServedModel:
+        return tuner.served if tuner is not None else fixed
+
     app = _new_app(model_name, api_token)
     api_dependencies = _token_check(api_token)
     static_files = _package_files(_STATIC_PACKAGE, _STATIC_FOLDER)
@@ -388,8 +418,8 @@ def create_app(
         return Response(found.content, media_type=found.media_type, headers={"Cache-Control": "no-cache"})
 
     @app.get("/healthz", response_model=Health, summary="Whether the server is up, and its model")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "model": model_name}
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": served().name, "collecting": examples is not None}
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
@@ -428,7 +458,7 @@ def create_app(
         started = time.perf_counter()
         try:
             with anyio.fail_after(READING_SECONDS):
-                answer = await anyio.to_thread.run_sync(answer_reading, predict_function, wanted,
+                answer = await anyio.to_thread.run_sync(answer_reading, served().predict_function, wanted,
                                                         limiter=limiter(), abandon_on_cancel=True)
         except TimeoutError:
             logger.warning("a reading took over %g s and was abandoned", READING_SECONDS)
@@ -444,15 +474,68 @@ def create_app(
         answer["milliseconds"] = round((time.perf_counter() - started) * 1000, 1)
         return answer
 
+    def collection() -> ExampleFolder:
+        if examples is None:
+            raise HTTPException(404, "collecting is off: start the server with digitlab serve MODEL --collect DIR")
+        return examples
+
+    def examples_answer(folder: ExampleFolder, saved: str | None = None) -> dict[str, Any]:
+        counts = folder.counts()
+        return {"folder": str(folder.folder.resolve()), "counts": counts, "total": sum(counts), "saved": saved}
+
+    @app.get("/api/examples", response_model=Examples, responses=_PROBLEMS, dependencies=api_dependencies,
+             summary="Where collected examples go, and how many of each digit there are")
+    async def list_examples() -> dict[str, Any]:
+        return examples_answer(collection())
+
+    @app.post("/api/examples", response_model=Examples, responses=_PROBLEMS, dependencies=api_dependencies,
+              summary="Keep a labelled example of your handwriting",
+              openapi_extra={"requestBody": _EXAMPLE_BODY})
+    async def add_example(
+        request: Request,
+        label: str | None = Query(None, description="the digit 0..9 the image shows (a body field wins)"),
+    ) -> dict[str, Any]:
+        """Save an image of one digit with its label as DIR/<label>/<time>-<random>.png (never
+        overwriting), for `digitlab finetune MODEL --data DIR`. Send a multipart form (fields
+        `image` and `label`), JSON `{"image": "<base64>", "label": 7}` or a raw `image/*` body
+        with `?label=7`."""
+        folder = collection()
+        example = await parse_example(request, max_body_bytes, label)
+        check_image_size(example.image, max_pixels)
+        try:
+            saved = await anyio.to_thread.run_sync(folder.save, example.image, example.label)
+        except CollectionFull as error:
+            raise refusal(507, str(error)) from None
+        except (OSError, ValueError) as error:
+            logger.warning("could not save an example: %s", error)
+            raise refusal(422 if isinstance(error, ValueError) else 500, f"could not save the example: {error}") from None
+        return examples_answer(folder, saved.as_posix())
+
+    def tuning() -> Tuner:
+        if tuner is None:
+            raise HTTPException(404, "fine-tuning is off: start the server with digitlab serve MODEL --collect DIR")
+        return tuner
+
+    @app.get("/api/finetune", response_model=FinetuneState, responses=_PROBLEMS, dependencies=api_dependencies,
+             summary="How the latest fine-tune on the collected examples is going")
+    async def finetune_state() -> dict[str, Any]:
+        return tuning().job.as_dict()
+
+    @app.post("/api/finetune", response_model=FinetuneState, status_code=202, responses=_PROBLEMS,
+              dependencies=api_dependencies, summary="Fine-tune the served model on the collected examples")
+    async def start_finetune() -> dict[str, Any]:
+        """Start fine-tuning a copy of the served model on the collected examples, in the
+        background (seconds to a minute); poll GET /api/finetune. When it finishes the server
+        reads with the new model. 409 if one is running or there are too few examples."""
+        running = tuning()
+        from digitlab.training.finetune import check_examples
+
+        try:
+            await anyio.to_thread.run_sync(check_examples, running.examples_folder)
+            job = running.start()
+        except DigitlabError as error:
+            raise refusal(409, str(error)) from None
+        return job.as_dict()
+
     return app
-
-
-# ---------------------------------------------------------------------------- running
-
-
-
-
-
-
-
 

@@ -145,15 +145,15 @@ def _json_request(body: bytes, multi_digit: bool) -> ReadingRequest:
     return ReadingRequest(multi_digit, pixels=_checked_pixels(document["pixels"]))
 
 
-async def _form_request(request: Request, body: bytes, multi_digit: bool) -> ReadingRequest:
+async def _form_fields(request: Request, body: bytes, names: tuple[str, ...]) -> tuple[bytes, dict[str, Any]]:
+    """The uploaded image of a multipart body (field `image`) and its text fields among `names`."""
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     # The body is already read (and bounded); parse it from memory.
     form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
     try:
-        if "multi_digit" in form:
-            multi_digit = _flag(form["multi_digit"], "multi_digit")
+        fields = {name: form[name] for name in names if name in form}
         upload = form.get("image")
         if upload is None:
             raise refusal(422, 'the form has no "image" field; send the image file in a field named image')
@@ -164,10 +164,18 @@ async def _form_request(request: Request, body: bytes, multi_digit: bool) -> Rea
         await form.close()
     if not data:
         raise refusal(422, "the uploaded image is empty")
+    return data, fields
+
+
+async def _form_request(request: Request, body: bytes, multi_digit: bool) -> ReadingRequest:
+    data, fields = await _form_fields(request, body, ("multi_digit",))
+    if "multi_digit" in fields:
+        multi_digit = _flag(fields["multi_digit"], "multi_digit")
     return ReadingRequest(multi_digit, image=data)
 
 
-async def parse_request(request: Request, limit: int, multi_digit: bool) -> ReadingRequest:
+async def _body_and_kind(request: Request, limit: int, wanted: str) -> tuple[bytes, str]:
+    """The bounded body and its kind: "json", "form" or "image"; 415 for any other."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()
     is_json = media_type == "application/json" or media_type.endswith("+json")
@@ -177,14 +185,66 @@ async def parse_request(request: Request, limit: int, multi_digit: bool) -> Read
         raise refusal(415, f"cannot read {media_type}; send multipart/form-data, application/json or image/*")
     body = await _read_body(request, limit)
     if not body:
-        raise refusal(400, "the body is empty; send an image or pixels")
+        raise refusal(400, f"the body is empty; send {wanted}")
     if not media_type:
         raise refusal(415, "no Content-Type; send multipart/form-data, application/json or image/*")
-    if is_json:
+    return body, "json" if is_json else "form" if is_form else "image"
+
+
+async def parse_request(request: Request, limit: int, multi_digit: bool) -> ReadingRequest:
+    body, kind = await _body_and_kind(request, limit, "an image or pixels")
+    if kind == "json":
         return _json_request(body, multi_digit)
-    if is_form:
+    if kind == "form":
         return await _form_request(request, body, multi_digit)
     return ReadingRequest(multi_digit, image=body)
+
+
+def _label(value: Any) -> int:
+    """A digit label from JSON (a number) or a form or query (text)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+        raise refusal(422, f"label must be a digit 0..9, got {_clipped(json.dumps(value) if not isinstance(value, str) else value)}")
+    return value
+
+
+@dataclass
+class ExampleRequest:
+    """A labelled example to keep: the image as sent, and its digit."""
+
+    image: bytes
+    label: int
+
+
+async def parse_example(request: Request, limit: int, label: str | None) -> ExampleRequest:
+    """An example from multipart (fields `image` and `label`), JSON `{"image": base64, "label": 7}`
+    or a raw image/* body with `?label=7`; a label in the body wins over the query's."""
+    body, kind = await _body_and_kind(request, limit, "an image and its label")
+    if kind == "json":
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            raise refusal(400, f"the body is not valid JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise refusal(422, 'the JSON body must be an object with "image" and "label"')
+        unknown = sorted(set(document) - {"image", "label"})
+        if unknown:
+            raise refusal(422, f"unknown field {unknown[0]!r}; fields are image and label")
+        if "image" not in document:
+            raise refusal(422, 'the JSON body has no "image" (base64, or a data: URL)')
+        digit = _example_label(document.get("label", label))
+        return ExampleRequest(_decode_base64_image(document["image"]), digit)
+    if kind == "form":
+        data, fields = await _form_fields(request, body, ("label",))
+        return ExampleRequest(data, _example_label(fields.get("label", label)))
+    return ExampleRequest(body, _example_label(label))
+
+
+def _example_label(given: Any) -> int:
+    if given is None:
+        raise refusal(422, "no label: give the digit 0..9 the image shows (field or ?label=)")
+    return _label(given)
 
 
 def check_image_size(data: bytes, max_pixels: int) -> None:

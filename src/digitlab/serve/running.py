@@ -10,12 +10,15 @@ import re
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
 
 from digitlab.errors import DigitlabError
 from digitlab.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PIXELS, create_app
+from digitlab.serve.collecting import ExampleFolder
+from digitlab.serve.tuning import ServedModel, Tuner
 from digitlab.shape import IMAGE_SIDE
 
 TOKEN_ENVIRONMENT_VARIABLE = "DIGITLAB_API_TOKEN"
@@ -54,25 +57,44 @@ def _check_port_free(host: str, port: int) -> None:
             raise DigitlabError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
 
 
-def create_app_for_model(
-    model_path: str | Path,
-    api_token: str | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> FastAPI:
-    """`create_app` for a saved model: a `.keras`, `.h5` or `.onnx` file or a run folder
-    (its `model.onnx` when present and not older than `model.keras`: ONNX Runtime is faster),
-    or an ensemble folder.
+def served_model(model_path: str | Path) -> ServedModel:
+    """The model at `model_path`, ready to serve: a `.keras`, `.h5` or `.onnx` file or a run
+    folder (its `model.onnx` when present and not older than `model.keras`: ONNX Runtime is
+    faster), or an ensemble folder. It is run once on a blank image, so the first request is
+    not slowed by TensorFlow's start-up.
 
-    Raises `digitlab.inference.model_files.ModelError` if the model cannot be loaded. The model is run once
-    on a blank image, so the first request is not slowed by TensorFlow's start-up.
+    Raises `digitlab.inference.model_files.ModelError` if the model cannot be loaded.
     """
     from digitlab.inference.classifier import load_model
     from digitlab.inference.model_files import fastest_model_file
 
     predict_function = load_model(fastest_model_file(model_path)).predict_function
     predict_function(np.zeros((1, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8))
-    return create_app(predict_function, _model_name(Path(model_path)), api_token, max_body_bytes, max_pixels)
+    return ServedModel(predict_function, _model_name(Path(model_path)), Path(model_path))
+
+
+def create_app_for_model(
+    model_path: str | Path,
+    api_token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    collect: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    finetune_options: dict[str, Any] | None = None,
+) -> FastAPI:
+    """`create_app` for a saved model (see `served_model`).
+
+    With `collect`, POST /api/examples keeps labelled examples in that folder and POST
+    /api/finetune fine-tunes the model on them into a new run folder under `runs_dir`, which
+    the server then reads with; `finetune_options` are `digitlab.finetune`'s options for it.
+    """
+    served = served_model(model_path)
+    examples = tuner = None
+    if collect is not None:
+        examples = ExampleFolder(collect)
+        tuner = Tuner(served, examples.folder, Path(runs_dir), served_model, finetune_options)
+    return create_app(served.predict_function, served.name, api_token, max_body_bytes, max_pixels,
+                      examples=examples, tuner=tuner)
 
 
 def run(
@@ -83,13 +105,16 @@ def run(
     allow_no_token: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    collect: str | Path | None = None,
+    runs_dir: str | Path = "runs",
 ) -> None:
     """Serve the drawing page and the API for the model at `model_path` until interrupted.
 
     The token is `api_token`, else the environment variable DIGITLAB_API_TOKEN, else none. On
     an address other than a loopback one (127.0.0.1, ::1, localhost) a server without a token
     would let anyone who can reach it use it, so that is refused with a DigitlabError unless
-    `allow_no_token`. The check comes before the model is loaded.
+    `allow_no_token`. The check comes before the model is loaded. `collect` and `runs_dir`: see
+    `create_app_for_model`.
     """
     import uvicorn
 
@@ -109,10 +134,13 @@ def run(
         print(f"digitlab: warning: serving on {host} with no API token: anyone who can reach it can use it",
               file=sys.stderr, flush=True)
     _check_port_free(host, port)
-    app = create_app_for_model(model_path, api_token, max_body_bytes, max_pixels)
+    app = create_app_for_model(model_path, api_token, max_body_bytes, max_pixels, collect, runs_dir)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/"
     print(f"digitlab: serving {_model_name(Path(model_path))} at {address}", flush=True)
+    if collect is not None:
+        print(f"digitlab: examples drawn on the page are saved in {Path(collect).expanduser().resolve()}; "
+              f"fine-tuned models go to {Path(runs_dir).resolve()}", flush=True)
     if api_token is not None:
         # After "#": browsers never send the fragment, so the token stays out of every log.
         print(f"digitlab: open {address}#token={api_token} (the page keeps the token in memory only)", flush=True)

@@ -1,4 +1,5 @@
-// digitlab's drawing page: draw or upload, send to /api/predict, show what comes back.
+// digitlab's drawing page: draw or upload, send to /api/predict, show what comes back; with a
+// server started with --collect, confirm or correct readings, practise, and fine-tune.
 "use strict";
 
 (() => {
@@ -23,6 +24,24 @@
   const photoCaption = document.getElementById("photo-caption");
   const tokenForm = document.getElementById("token-form");
   const tokenInput = document.getElementById("token");
+  const verdict = document.getElementById("verdict");
+  const rightButton = document.getElementById("right");
+  const correctButton = document.getElementById("correct");
+  const digitPicker = document.getElementById("digit-picker");
+  const teach = document.getElementById("teach");
+  const collectFolder = document.getElementById("collect-folder");
+  const practice = document.getElementById("practice");
+  const roundsInput = document.getElementById("rounds");
+  const practicePanel = document.getElementById("practice-panel");
+  const prompt = document.getElementById("prompt");
+  const savePractice = document.getElementById("save-practice");
+  const skipPractice = document.getElementById("skip-practice");
+  const countDigits = document.getElementById("count-digits");
+  const countValues = document.getElementById("count-values");
+  const finetuneButton = document.getElementById("finetune");
+  const teachStatus = document.getElementById("teach-status");
+  const POLL_MS = 1000; // how often a running fine-tune is asked how far it is
+  const ENOUGH = 20; // examples of a digit that make a good start
 
   // The API token, if the server needs one: from #token= in the address (a fragment never
   // reaches the server or its logs; ?token= works too), then taken out of it, kept in memory only.
@@ -46,6 +65,9 @@
   let lastAnswer = null;
   let selected = 0;
   let retry = null; // what to send again once a token is given
+  let collecting = false; // the server keeps examples (serve --collect)
+  let lastSource = null; // what the shown reading was read from: {kind: "drawing"} or {kind: "photo", file}
+  let practiceStep = 0; // in practice mode: which digit of which round is asked for
 
   // ------------------------------------------------------------------ probability bars
 
@@ -171,7 +193,7 @@
     photo.removeAttribute("src");
     upload.value = "";
     showAnswer(null);
-    setStatus("Draw a digit in the black square.");
+    setStatus(practice.checked ? "Write the digit asked for, then save it." : "Draw a digit in the black square.");
   }
   clearButton.addEventListener("click", clearAll);
   multiDigit.addEventListener("change", () => {
@@ -187,10 +209,14 @@
   }
 
   async function postPrediction(body, isJson) {
+    return callApi("api/predict", "POST", body, isJson);
+  }
+
+  async function callApi(path, method, body, isJson) {
     const headers = {};
     if (isJson) headers["Content-Type"] = "application/json";
     if (token) headers.Authorization = "Bearer " + token;
-    const response = await fetch("api/predict", { method: "POST", headers, body });
+    const response = await fetch(path, { method, headers, body });
     let answer = null;
     try {
       answer = await response.json();
@@ -234,7 +260,10 @@
     const body = JSON.stringify({ image: canvas.toDataURL("image/png"), multi_digit: multiDigit.checked });
     try {
       const answer = await postPrediction(body, true);
-      if (mine === generation) showAnswer(answer);
+      if (mine === generation) {
+        lastSource = { kind: "drawing" };
+        showAnswer(answer);
+      }
     } catch (error) {
       if (mine === generation) handleFailure(error, () => requestReading());
     } finally {
@@ -253,6 +282,7 @@
     try {
       const answer = await postPrediction(form, false);
       if (mine === generation) {
+        lastSource = { kind: "photo", file };
         showAnswer(answer);
         photoCaption.textContent = answer.found ? "Read as “" + answer.text + "”" : "No digit found in this photo";
       }
@@ -332,6 +362,7 @@
 
   function showAnswer(answer) {
     lastAnswer = answer;
+    showVerdict(answer);
     if (!answer || selected >= answer.digits.length) selected = 0;
     showResultText(answer);
     if (!answer) {
@@ -367,14 +398,218 @@
     showAnswer(lastAnswer);
   });
 
+
+  // ------------------------------------------------------------------ teaching it your handwriting
+
+  for (let digit = 0; digit < 10; digit += 1) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button secondary";
+    button.textContent = String(digit);
+    button.setAttribute("aria-label", "It is a " + digit);
+    button.addEventListener("click", () => saveShown(digit));
+    digitPicker.appendChild(button);
+    const heading = document.createElement("th");
+    heading.scope = "col";
+    heading.textContent = String(digit);
+    countDigits.appendChild(heading);
+    const count = document.createElement("td");
+    count.textContent = "0";
+    countValues.appendChild(count);
+  }
+
+  function showVerdict(answer) {
+    const single = answer && answer.found && answer.digits.length === 1;
+    verdict.hidden = !(collecting && single && !practice.checked);
+    if (verdict.hidden) digitPicker.hidden = true;
+  }
+
+  function showCounts(examples) {
+    collectFolder.textContent = examples.folder;
+    examples.counts.forEach((count, digit) => {
+      const cell = countValues.children[digit + 1];
+      cell.textContent = String(count);
+      cell.classList.toggle("enough", count >= ENOUGH);
+    });
+  }
+
+  function setTeachStatus(text, isError = false) {
+    teachStatus.textContent = text;
+    teachStatus.classList.toggle("error", isError);
+  }
+
+  async function saveExample(label) {
+    // The drawing as drawn (or the photo as uploaded), with its label.
+    let answer;
+    if (lastSource && lastSource.kind === "photo") {
+      const form = new FormData();
+      form.append("image", lastSource.file);
+      form.append("label", String(label));
+      answer = await callApi("api/examples", "POST", form, false);
+    } else {
+      const body = JSON.stringify({ image: canvas.toDataURL("image/png"), label });
+      answer = await callApi("api/examples", "POST", body, true);
+    }
+    showCounts(answer);
+    return answer;
+  }
+
+  async function saveShown(label) {
+    try {
+      const answer = await saveExample(label);
+      setTeachStatus("Saved as a " + label + " (" + answer.counts[label] + " of them now, " + answer.total + " in all).");
+      clearAll();
+    } catch (error) {
+      handleFailure(error, () => saveShown(label));
+      setTeachStatus(error.message || "Could not save the example.", true);
+    }
+  }
+
+  rightButton.addEventListener("click", () => {
+    if (lastAnswer && lastAnswer.found) saveShown(lastAnswer.digits[0].digit);
+  });
+  correctButton.addEventListener("click", () => {
+    digitPicker.hidden = !digitPicker.hidden;
+    if (!digitPicker.hidden) digitPicker.querySelector("button").focus();
+  });
+
+  function rounds() {
+    return Math.min(50, Math.max(1, Number.parseInt(roundsInput.value, 10) || 5));
+  }
+
+  function showPrompt() {
+    const total = rounds() * 10;
+    if (practiceStep >= total) {
+      prompt.textContent = "Done: " + rounds() + " rounds of 0 to 9. Fine-tune now, or practise more.";
+      savePractice.disabled = true;
+      skipPractice.disabled = true;
+      return;
+    }
+    savePractice.disabled = false;
+    skipPractice.disabled = false;
+    prompt.replaceChildren("Write a ");
+    const digit = document.createElement("strong");
+    digit.id = "prompt-digit";
+    digit.textContent = String(practiceStep % 10);
+    prompt.append(digit, "  (round " + (Math.floor(practiceStep / 10) + 1) + " of " + rounds() + ")");
+  }
+
+  practice.addEventListener("change", () => {
+    practicePanel.hidden = !practice.checked;
+    if (practice.checked) {
+      practiceStep = 0;
+      multiDigit.checked = false;
+      showPrompt();
+      clearAll();
+    } else {
+      showVerdict(lastAnswer);
+    }
+  });
+  roundsInput.addEventListener("change", showPrompt);
+
+  savePractice.addEventListener("click", async () => {
+    if (!hasInk) {
+      setTeachStatus("Write the " + (practiceStep % 10) + " first.", true);
+      return;
+    }
+    const label = practiceStep % 10;
+    try {
+      lastSource = { kind: "drawing" };
+      const answer = await saveExample(label);
+      setTeachStatus("Saved a " + label + " (" + answer.counts[label] + " of them now).");
+      practiceStep += 1;
+      showPrompt();
+      clearAll();
+    } catch (error) {
+      handleFailure(error, () => savePractice.click());
+      setTeachStatus(error.message || "Could not save the example.", true);
+    }
+  });
+  skipPractice.addEventListener("click", () => {
+    practiceStep += 1;
+    showPrompt();
+    clearAll();
+  });
+
+  function showTuning(state) {
+    if (state.state === "running") {
+      const last = state.log.length ? state.log[state.log.length - 1] : "starting";
+      setTeachStatus("Fine-tuning (" + Math.round(state.seconds || 0) + " s): " + last);
+      return false;
+    }
+    finetuneButton.disabled = false;
+    if (state.state === "failed") {
+      setTeachStatus(state.error || "Fine-tuning failed.", true);
+    } else if (state.state === "finished") {
+      const figures = state.metrics || {};
+      const percent = (value) => (value * 100).toFixed(1) + "%";
+      let text = "Done: your held-out digits " + percent(figures.personal_accuracy_before) + " before, " +
+        percent(figures.personal_accuracy) + " after";
+      if (figures.mnist_test_accuracy !== undefined) {
+        text += "; MNIST test " + percent(figures.mnist_test_accuracy_before) + " before, " +
+          percent(figures.mnist_test_accuracy) + " after";
+      }
+      setTeachStatus(text + ". Now reading with " + state.run + ".");
+      refreshHealth();
+      if (hasInk) requestReading();
+    }
+    return true;
+  }
+
+  async function pollTuning() {
+    try {
+      const state = await callApi("api/finetune", "GET", undefined, false);
+      if (!showTuning(state)) setTimeout(pollTuning, POLL_MS);
+    } catch (error) {
+      finetuneButton.disabled = false;
+      setTeachStatus(error.message || "Lost touch with the fine-tune.", true);
+    }
+  }
+
+  finetuneButton.addEventListener("click", async () => {
+    finetuneButton.disabled = true;
+    setTeachStatus("Starting the fine-tune…");
+    try {
+      await callApi("api/finetune", "POST", undefined, false);
+      setTimeout(pollTuning, POLL_MS);
+    } catch (error) {
+      finetuneButton.disabled = false;
+      handleFailure(error, () => finetuneButton.click());
+      setTeachStatus(error.message || "Could not start fine-tuning.", true);
+    }
+  });
+
+  async function startTeaching() {
+    teach.hidden = false;
+    try {
+      showCounts(await callApi("api/examples", "GET", undefined, false));
+      const state = await callApi("api/finetune", "GET", undefined, false);
+      if (state.state === "running") {
+        finetuneButton.disabled = true;
+        pollTuning();
+      }
+    } catch (error) {
+      handleFailure(error, startTeaching);
+    }
+  }
+
+  function refreshHealth() {
+    return fetch("healthz")
+      .then((response) => response.json())
+      .then((health) => {
+        document.getElementById("model-name").textContent = health.model;
+        return health;
+      });
+  }
+
   // ------------------------------------------------------------------ start
 
   blankPad();
   showAnswer(null);
-  fetch("healthz")
-    .then((response) => response.json())
+  refreshHealth()
     .then((health) => {
-      document.getElementById("model-name").textContent = health.model;
+      collecting = Boolean(health.collecting);
+      if (collecting) startTeaching();
     })
     .catch(() => {
       document.getElementById("model-name").textContent = "(server not reachable)";
