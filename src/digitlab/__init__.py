@@ -6,8 +6,9 @@
 >>> run.plot_confusion_matrix()
 >>> classifier = digitlab.load_model(run.path)      # later: the saved model, as a Classifier
 >>> classifier.predict(["my-digit.png"])
+>>> mine = digitlab.finetune(run.path, "my-digits")  # taught your handwriting: runs/<time>-finetune/
 
-The names that need Keras (train, load_model, Classifier, Run, models) are imported on first
+The names that need Keras (train, finetune, load_model, Classifier, Run, models) are imported on first
 use, so that the data functions start in a fraction of a second.
 """
 
@@ -33,17 +34,19 @@ if TYPE_CHECKING:
     from digitlab.inference.classifier import Classifier, load_model
     from digitlab.runs.run import Run
     from digitlab.training.api import train
+    from digitlab.training.finetune import finetune
 
 # Public name -> (module, attribute in it; None for the module itself).
 _LAZY = {
     "train": ("digitlab.training.api", "train"),
+    "finetune": ("digitlab.training.finetune", "finetune"),
     "load_model": ("digitlab.inference.classifier", "load_model"),
     "Classifier": ("digitlab.inference.classifier", "Classifier"),
     "Run": ("digitlab.runs.run", "Run"),
     "models": ("digitlab.models", None),
 }
 
-__all__ = ["Classifier", "Dataset", "DigitlabError", "Run", "__version__", "load", "load_model",
+__all__ = ["Classifier", "Dataset", "DigitlabError", "Run", "__version__", "finetune", "load", "load_model",
            "load_parts", "models", "train"]
 
 

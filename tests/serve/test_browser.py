@@ -18,7 +18,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import MNIST_FOLDER
 
@@ -131,6 +133,7 @@ def predict_requests(page) -> PredictRequests:
 
 def draw(page, strokes: list[list[tuple[float, float]]]) -> None:
     """Draw strokes on the pad with the mouse, in small steps so the page sees every move."""
+    page.locator("#canvas").scroll_into_view_if_needed()
     box = page.locator("#canvas").bounding_box()
     for stroke in strokes:
         points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
@@ -270,4 +273,69 @@ def test_page_asks_for_the_token_when_the_server_needs_one(trained_model):
             draw(page, ONE)
             expect(page.locator("#result")).to_have_text(re.compile(r"^\d+$"))
             assert page.locator("#token-form").is_hidden()
+        browser.close()
+
+
+def test_teaching_it_your_handwriting(trained_model, tmp_path):
+    """With --collect: correct a reading and it is saved under the right label; practise; fine-tune
+    on a writer's examples from the page, which then reads with the new model."""
+    from playwright.sync_api import expect, sync_playwright
+
+    import digitlab
+    from digitlab.data.writers import Writer
+    from digitlab.serve import create_app_for_model
+
+    folder = tmp_path / "mine"
+    test = digitlab.load(str(MNIST_FOLDER), part="test")
+    writer = Writer(seed=4, slant=22.0, stroke=1, aspect=1.28, strength=1.2)
+    for digit in range(10):
+        (folder / str(digit)).mkdir(parents=True)
+        for number, index in enumerate(np.flatnonzero(test.labels == digit)[:8]):
+            written = writer.write(test.subset(np.array([index])))
+            Image.fromarray(written.images[0]).save(folder / str(digit) / f"writer-{number}.png")
+    app = create_app_for_model(trained_model, collect=folder, runs_dir=tmp_path / "runs",
+                               finetune_options={"replay": str(MNIST_FOLDER), "epochs": 4, "steps_per_epoch": 10,
+                                                 "styled": 20})
+    with serving(app) as url, sync_playwright() as playwright:
+        browser, page = open_page(playwright, url)
+        requests = PredictRequests(page)
+        page.wait_for_selector("#teach", state="visible")
+        expect(page.locator("#collect-folder")).to_have_text(str(folder.resolve()))
+        expect(page.locator("#count-values td").nth(7)).to_have_text("8")
+
+        # Correct a reading: a drawn 1, said to be a 7, is saved as a 7, as drawn.
+        read_drawing(page, requests, ONE)
+        page.click("#correct")
+        page.screenshot(path=str(SCREENSHOT.with_name("teaching.png")), full_page=True)
+        page.click("#digit-picker >> text='7'")
+        expect(page.locator("#teach-status")).to_contain_text("Saved as a 7")
+        expect(page.locator("#count-values td").nth(7)).to_have_text("9")
+        saved = [path for path in (folder / "7").iterdir() if not path.name.startswith("writer-")]
+        assert len(saved) == 1
+        with Image.open(saved[0]) as drawing:
+            assert drawing.size == (280, 280)
+        assert pad_ink(page) == 0  # cleared for the next one
+
+        # Practice: the digit asked for is the label.
+        page.fill("#rounds", "1")
+        page.check("#practice")
+        expect(page.locator("#prompt-digit")).to_have_text("0")
+        draw(page, ZERO)
+        wait_until_read(page, requests)
+        page.click("#save-practice")
+        expect(page.locator("#teach-status")).to_contain_text("Saved a 0")
+        expect(page.locator("#prompt-digit")).to_have_text("1")
+        assert len(list((folder / "0").glob("*.png"))) == 9
+        page.uncheck("#practice")
+        expect(page.locator("#verdict")).to_be_hidden()
+
+        # Fine-tune from the page; the server then reads with the new model.
+        page.click("#finetune")
+        expect(page.locator("#teach-status")).to_contain_text("Done:", timeout=180_000)
+        status = page.inner_text("#teach-status")
+        before, after = (float(value) for value in re.findall(r"held-out digits ([\d.]+)% before, ([\d.]+)% after",
+                                                              status)[0])
+        assert after > before, status
+        run_name = re.search(r"Now reading with (\S+?)\.$", status).group(1)
+        expect(page.locator("#model-name")).to_have_text(Path(run_name).name)
         browser.close()

@@ -15,6 +15,8 @@ from digitlab import serve
 from digitlab.errors import DigitlabError
 from digitlab.serve.collecting import ExampleFolder
 
+PNG_TYPE = {"Content-Type": "image/png"}
+
 
 def png(size: tuple[int, int] = (60, 80), mode: str = "L") -> bytes:
     pixels = np.zeros((size[1], size[0]), dtype=np.uint8)
@@ -65,7 +67,7 @@ def test_each_way_of_sending_saves_under_its_label(client, tmp_path):
 
 def test_the_same_image_twice_is_two_examples(client, tmp_path):
     for _ in range(3):
-        assert client.post("/api/examples?label=5", content=png(), headers={"Content-Type": "image/png"}).status_code == 200
+        assert client.post("/api/examples?label=5", content=png(), headers=PNG_TYPE).status_code == 200
     names = saved_files(tmp_path / "mine")["5"]
     assert len(names) == 3 and len(set(names)) == 3
     assert not [name for name in names if name.startswith(".")]  # no temporary file left behind
@@ -105,12 +107,13 @@ def test_size_limits_are_those_of_predict(tmp_path):
     client = collecting_client(tmp_path / "mine", max_body_bytes=2000, max_pixels=100 * 100)
     too_long = client.post("/api/examples?label=1", content=b"\0" * 3000, headers={"Content-Type": "image/png"})
     assert too_long.status_code == 413
-    too_many_pixels = client.post("/api/examples?label=1", content=png((200, 200)), headers={"Content-Type": "image/png"})
+    too_many_pixels = client.post("/api/examples?label=1", content=png((200, 200)), headers=PNG_TYPE)
     assert too_many_pixels.status_code == 413 and "200x200" in too_many_pixels.json()["detail"]
 
 
 def test_a_full_collection_is_refused(tmp_path):
-    client = TestClient(serve.create_app(fake_predict, "fake", examples=ExampleFolder(tmp_path / "mine", max_examples=2)))
+    examples = ExampleFolder(tmp_path / "mine", max_examples=2)
+    client = TestClient(serve.create_app(fake_predict, "fake", examples=examples))
     statuses = [client.post("/api/examples?label=2", content=png(), headers={"Content-Type": "image/png"}).status_code
                 for _ in range(3)]
     assert statuses == [200, 200, 507]
@@ -123,7 +126,7 @@ def test_collecting_needs_the_token_when_the_server_has_one(tmp_path):
     assert client.get("/api/examples").status_code == 401
     assert client.post("/api/finetune").status_code == 401
     authorised = {"Authorization": f"Bearer {TOKEN}"}
-    assert client.post("/api/examples?label=1", content=png(), headers={**sent["headers"], **authorised}).status_code == 200
+    assert client.post("/api/examples?label=1", content=png(), headers={**PNG_TYPE, **authorised}).status_code == 200
     assert client.get("/api/examples", headers=authorised).json()["total"] == 1
 
 
@@ -144,3 +147,10 @@ def test_a_collect_folder_that_is_something_else_is_refused(tmp_path):
     (tmp_path / "photos" / "holiday").mkdir(parents=True)
     with pytest.raises(DigitlabError, match="holiday"):
         ExampleFolder(tmp_path / "photos")
+
+
+def test_serve_refuses_a_collect_path_that_is_a_file_before_loading_the_model(tmp_path, run_cli):
+    (tmp_path / "notes.txt").write_text("x")
+    result = run_cli("serve", tmp_path / "no-model.keras", "--collect", tmp_path / "notes.txt")
+    assert result.code == 1
+    assert "notes.txt: it is a file, not a folder" in result.err

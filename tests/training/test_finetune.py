@@ -79,7 +79,7 @@ def test_finetune_reads_the_writer_better_and_writes_a_run_folder(base_run, writ
     history = (run.path / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,") and len(history) == 1 + metrics["epochs_run"]
     assert "val_accuracy" in history[0]
-    assert (run.path / "report.html").is_file() and (run.path / "confusion_matrix.png").is_file()
+    assert (run.path / "report.html").is_file() and (run.path / "confusion.png").is_file()
     config = (run.path / "config.toml").read_text()
     assert "[finetune]" in config and str(base_run.resolve()) in config and "[finetune.augmentation]" in config
     from digitlab.runs.folder import run_config
@@ -164,3 +164,15 @@ def test_the_server_fine_tunes_on_collected_examples_and_reads_with_the_new_mode
     assert state["metrics"]["personal_accuracy"] > state["metrics"]["personal_accuracy_before"]
     assert client.get("/healthz").json()["model"] == Path(state["run"]).name
     assert read_rightly() > before
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_without_replayed_digits_it_warns_and_learns_from_yours_alone(base_run, writer_digits, tmp_path):
+    learn, _ = writer_digits
+    lines = []
+    run = finetune(base_run, learn, replay=str(tmp_path / "no-mnist-here"), runs_dir=tmp_path / "runs",
+                   say=lines.append, **QUICK)
+    assert any(line.startswith("warning: no replayed digits") and "no-mnist-here" in line for line in lines)
+    assert "mnist_test_accuracy" not in run.metrics and run.metrics["kept_share"] == 1.0
+    assert run.metrics["personal_accuracy"] >= run.metrics["personal_accuracy_before"]

@@ -54,8 +54,7 @@ class Writer:
 
     def describe(self) -> str:
         stroke = ("MNIST-like", "thick", "very thick")[self.stroke]
-        return (f"writer {self.seed}: slant {self.slant:+.0f} degrees, {stroke} strokes, "
-                f"width x{self.aspect:.2f}, shapes {self.strength:g} px")
+        return f"writer {self.seed}: slant {self.slant:+.0f}°, {stroke} strokes, width x{self.aspect:.2f}"
 
     def shape_field(self, digit: int) -> np.ndarray:
         """The writer's fixed displacement field for `digit`: (2, CANVAS, CANVAS) pixels, rows then columns."""

@@ -506,9 +506,11 @@ def create_app(
             saved = await anyio.to_thread.run_sync(folder.save, example.image, example.label)
         except CollectionFull as error:
             raise refusal(507, str(error)) from None
-        except (OSError, ValueError) as error:
+        except ValueError as error:  # an image Pillow opened but cannot write
+            raise refusal(422, f"could not save the example: {error}") from None
+        except OSError as error:
             logger.warning("could not save an example: %s", error)
-            raise refusal(422 if isinstance(error, ValueError) else 500, f"could not save the example: {error}") from None
+            raise refusal(500, f"could not save the example: {error.strerror or error}") from None
         return examples_answer(folder, saved.as_posix())
 
     def tuning() -> Tuner:

@@ -33,12 +33,12 @@ class ExampleFolder:
         self.folder = Path(folder).expanduser()
         if self.folder.exists() and not self.folder.is_dir():
             raise DigitlabError(f"--collect {self.folder}: it is a file, not a folder")
-        foreign = [entry.name for entry in self.folder.iterdir()
-                   if entry.is_dir() and not entry.name.startswith(".") and entry.name not in _LABELS] \
-            if self.folder.is_dir() else []
+        entries = list(self.folder.iterdir()) if self.folder.is_dir() else []
+        foreign = [entry.name for entry in entries
+                   if entry.is_dir() and not entry.name.startswith(".") and entry.name not in _LABELS]
         if foreign:
-            raise DigitlabError(f"--collect {self.folder}: it holds folders other than 0..9 ({', '.join(foreign[:3])}); "
-                                "give an empty folder or one of collected digits")
+            raise DigitlabError(f"--collect {self.folder}: it holds folders other than 0..9 "
+                                f"({', '.join(foreign[:3])}); give an empty folder or one of collected digits")
         self.max_examples = max_examples
         self._lock = threading.Lock()
         self._counts = [self._count_on_disk(label) for label in range(NUM_CLASSES)]
@@ -78,7 +78,8 @@ class ExampleFolder:
     @staticmethod
     def _write_new(folder: Path, content: bytes) -> Path:
         """Write `content` under a new name: into a hidden temporary file, then linked to a name
-        that must not exist yet (a link fails rather than replace), so it appears whole."""
+        that must not exist yet (a link fails rather than replace), so it appears whole. Where
+        the file system has no links, the new name is created exclusively and written."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         temporary = folder / f".{stamp}-{secrets.token_hex(4)}.tmp"
         temporary.write_bytes(content)
@@ -90,6 +91,10 @@ class ExampleFolder:
                     return path
                 except FileExistsError:
                     continue
+                except OSError:  # no hard links here (some network and FAT file systems)
+                    with open(path, "xb") as output:
+                        output.write(content)
+                    return path
         finally:
             temporary.unlink(missing_ok=True)
 

@@ -205,7 +205,8 @@ def _label(value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
-        raise refusal(422, f"label must be a digit 0..9, got {_clipped(json.dumps(value) if not isinstance(value, str) else value)}")
+        shown = value if isinstance(value, str) else json.dumps(value)
+        raise refusal(422, f"label must be a digit 0..9, got {_clipped(shown)}")
     return value
 
 

@@ -88,10 +88,10 @@ def create_app_for_model(
     /api/finetune fine-tunes the model on them into a new run folder under `runs_dir`, which
     the server then reads with; `finetune_options` are `digitlab.finetune`'s options for it.
     """
+    examples = ExampleFolder(collect) if collect is not None else None  # checked before the model loads
     served = served_model(model_path)
-    examples = tuner = None
-    if collect is not None:
-        examples = ExampleFolder(collect)
+    tuner = None
+    if examples is not None:
         tuner = Tuner(served, examples.folder, Path(runs_dir), served_model, finetune_options)
     return create_app(served.predict_function, served.name, api_token, max_body_bytes, max_pixels,
                       examples=examples, tuner=tuner)

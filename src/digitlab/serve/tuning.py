@@ -1,7 +1,8 @@
 """Fine-tuning from the drawing page: one job at a time, in a background thread, while serving.
 
 `POST /api/finetune` starts `digitlab.training.finetune.finetune` on the collected examples,
-from the model being served; `GET /api/finetune` says how far it is. When it finishes, the
+from the model the server started with (so a second fine-tune, on more examples, starts afresh
+rather than from the first); `GET /api/finetune` says how far it is. When it finishes, the
 server reads with the new model from the next request on: no restart.
 """
 
@@ -52,6 +53,7 @@ class Tuner:
     def __init__(self, served: ServedModel, examples_folder: Path, runs_dir: Path,
                  load: Callable[[Path], ServedModel], options: dict[str, Any] | None = None):
         self.served = served
+        self.base = served.path  # every fine-tune starts from the model the server started with
         self.options = dict(options or {})  # finetune's options
         self.examples_folder = examples_folder
         self.runs_dir = runs_dir
@@ -64,11 +66,11 @@ class Tuner:
         with self._lock:
             if self.job.state == "running":
                 raise DigitlabError("a fine-tune is running already; wait for it to finish")
-            if self.served.path is None:
+            if self.base is None:
                 raise DigitlabError("the served model was not loaded from a file, so there is nothing to fine-tune")
             self.job = TuningJob(state="running", started=time.time())
             job = self.job
-        threading.Thread(target=self._run, args=(job, self.served.path), name="digitlab-finetune", daemon=True).start()
+        threading.Thread(target=self._run, args=(job, self.base), name="digitlab-finetune", daemon=True).start()
         return job
 
     def _run(self, job: TuningJob, base: Path) -> None:

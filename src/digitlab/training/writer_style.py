@@ -154,8 +154,9 @@ def restyled(digits: Dataset, source: Style, target: Style, count: int, seed: in
             continue
         pool = np.flatnonzero(digits.labels == digit)
         for index in generator.choice(pool, size=count, replace=len(pool) < count):
-            shear = target.slant[digit] - source.slant[digit] + generator.normal(0, SLANT_SPREAD)
             widen = target.aspect[digit] / source.aspect[digit] * np.exp(generator.normal(0, ASPECT_SPREAD))
+            # Widening multiplies the slant too: shear so that widened, it is the target's.
+            shear = (target.slant[digit] + generator.normal(0, SLANT_SPREAD)) / widen - source.slant[digit]
             stroke = target.stroke[digit] + generator.normal(0, STROKE_SPREAD)
             images.append(rewrite(digits.images[index], float(shear), float(widen), float(stroke)))
             labels.append(digit)

@@ -503,6 +503,7 @@
       clearAll();
     } else {
       showVerdict(lastAnswer);
+      if (!hasInk) setStatus("Draw a digit in the black square.");
     }
   });
   roundsInput.addEventListener("change", showPrompt);
