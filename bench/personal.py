@@ -112,7 +112,7 @@ def main() -> None:
 
     print(f"model {arguments.model}: MNIST test {base_mnist:.2%}")
     columns = " ".join(f"{f'{count}/digit':>8}" for count in EXAMPLE_COUNTS if count in wanted)
-    print(f"{'set':50} {'before':>7} " + columns
+    print(f"{'set':56} {'before':>7} " + columns
           + f" {'MNIST@20':>9} {'s@20':>6}")
     curves = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -135,7 +135,7 @@ def main() -> None:
             curves[name] = (before, figures)
             mnist_text = f"{mnist_after:9.2%}" if mnist_after is not None else f"{'':9}"
             seconds_text = f"{seconds:6.1f}" if seconds is not None else f"{'':6}"
-            print(f"{name[:50]:50} {before:7.1%} " + " ".join(f"{value:8.1%}" for value in figures)
+            print(f"{name[:56]:56} {before:7.1%} " + " ".join(f"{value:8.1%}" for value in figures)
                   + f" {mnist_text} {seconds_text}", flush=True)
     if arguments.out:
         _draw(arguments.out, curves, [count for count in EXAMPLE_COUNTS if count in wanted])

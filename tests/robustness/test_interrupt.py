@@ -17,7 +17,7 @@ from digitlab.data.convert import convert
 from digitlab.training import checkpoints
 
 # Under a second an epoch for tiny-convnet; enough epochs that a busy machine cannot finish first.
-EPOCHS, STEPS = 20, 200
+EPOCHS, STEPS = 6, 200
 
 
 def digitlab_command() -> list[str]:

@@ -86,6 +86,7 @@ def test_examples_already_in_the_folder_are_counted_and_kept(tmp_path):
 
 @pytest.mark.parametrize(("request_options", "status", "words"), [
     ({"json": {"image": "x", "label": 11}}, 422, "label must be a digit 0..9"),
+    ({"files": {"image": ("a.png", png(), "image/png")}, "data": {"label": "²"}}, 422, "label must be a digit"),
     ({"json": {"image": base64.b64encode(b"not an image").decode(), "label": 1}}, 422, "not an image"),
     ({"json": {"image": "@@@", "label": 1}}, 422, "not valid base64"),
     ({"json": {"label": 1}}, 422, 'no "image"'),

@@ -123,7 +123,7 @@ def check_answer(answer: dict, digits: int) -> None:
 def test_health(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "model": "fake-model"}
+    assert response.json() == {"status": "ok", "model": "fake-model", "collecting": False}
 
 
 def test_page_and_static_files_are_served_from_the_package(client):
@@ -533,7 +533,7 @@ def test_a_saved_keras_model(tmp_path):
     folder.mkdir()
     models.create("tiny-convnet").save(folder / "model.keras")
     client = TestClient(serve.create_app_for_model(folder / "model.keras"))
-    assert client.get("/healthz").json() == {"status": "ok", "model": folder.name}
+    assert client.get("/healthz").json() == {"status": "ok", "model": folder.name, "collecting": False}
     response = client.post("/api/predict", files={"image": ("digit.png", ONE_DIGIT, "image/png")})
     assert response.status_code == 200, response.text
     digit = response.json()["digits"][0]

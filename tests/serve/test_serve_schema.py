@@ -3,6 +3,9 @@ nearly allows) makes the server fail, and every answer matches what the schema p
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import hypothesis
 import pytest
 import schemathesis
@@ -10,6 +13,7 @@ from schemathesis.specs.openapi import checks
 from test_serve import TOKEN, fake_predict
 
 from digitlab import serve
+from digitlab.serve.collecting import ExampleFolder
 
 app = serve.create_app(fake_predict, "fake-model")
 
@@ -35,6 +39,9 @@ def fuzzed(served) -> object:
 test_the_api_answers_as_its_schema_says = fuzzed(app)
 # Without the token every /api/ request must be refused, whatever else it holds.
 test_the_api_with_a_token_answers_as_its_schema_says = fuzzed(serve.create_app(fake_predict, "fake", api_token=TOKEN))
+# Collecting on: examples are saved (in a folder of the system's temporary space).
+test_the_collecting_api_answers_as_its_schema_says = fuzzed(serve.create_app(
+    fake_predict, "fake", examples=ExampleFolder(Path(tempfile.mkdtemp(prefix="digitlab-fuzz-")) / "examples")))
 
 
 @pytest.mark.parametrize("media_type", ["application/json", "multipart/form-data"])

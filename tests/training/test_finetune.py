@@ -92,7 +92,7 @@ def test_finetune_reads_the_writer_better_and_writes_a_run_folder(base_run, writ
 def test_finetune_command_prints_before_and_after(base_run, writer_digits, tmp_path, run_cli, mnist_folder):
     learn, _ = writer_digits
     folder = write_folder(tmp_path / "mine", learn.images, learn.labels)
-    result = run_cli("finetune", base_run, "--data", folder, "--epochs", "2", "--replay", str(mnist_folder),
+    result = run_cli("finetune", base_run, "--data", folder, "--epochs", "1", "--replay", str(mnist_folder),
                      "--runs-dir", tmp_path / "runs")
     assert result.code == 0, result.err
     assert "your held-out digits" in result.out and "before" in result.out and "after" in result.out

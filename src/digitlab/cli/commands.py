@@ -427,7 +427,7 @@ def finetune_command(
     holdout: Annotated[Optional[float], typer.Option(help="Share of each digit's examples held out to choose "
                                                           "the epoch and report on (default 0.25).")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="At most this many epochs (default 30).")] = None,
-    learning_rate: LearningRateOption = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Adam's learning rate (default 0.001).")] = None,
     replay: Annotated[Optional[str], typer.Option(help="Digits mixed in so the model keeps reading everyone "
                                                        "else (default mnist; '' for none).")] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,

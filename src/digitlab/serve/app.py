@@ -32,11 +32,13 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digitlab import __version__
 from digitlab.errors import DigitlabError
@@ -322,6 +324,15 @@ def _new_app(model_name: str, api_token: str | None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_failed(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_message(error)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 405:
+            # Starlette names only the first route's methods; a path may have a route per method.
+            methods = sorted({method for route in app.routes if getattr(route, "path", None) == request.url.path
+                              for method in getattr(route, "methods", None) or ()})
+            error.headers = {**(error.headers or {}), "Allow": ", ".join(methods)}
+        return await http_exception_handler(request, error)
 
     app.add_middleware(_SecurityHeaders)
     return app

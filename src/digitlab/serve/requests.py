@@ -202,7 +202,7 @@ async def parse_request(request: Request, limit: int, multi_digit: bool) -> Read
 
 def _label(value: Any) -> int:
     """A digit label from JSON (a number) or a form or query (text)."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²"
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
         shown = value if isinstance(value, str) else json.dumps(value)
