@@ -461,7 +461,7 @@ def _fit(base, parts: _Parts, settings: FinetuneSettings, say: Callable[[str], N
     stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience)
     tuned.fit(_mixed_batches(parts, settings), epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch,
               validation_data=(parts.held_out.images, _one_hot(parts.held_out.labels)),
-              callbacks=[log, stopping], verbose=0)
+              callbacks=[log, stopping], verbose=0, shuffle=False)  # the batches are shuffled already
     tuned.set_weights(log.best_weights)
     return tuned, log
 
@@ -470,7 +470,8 @@ def _refit(base, parts: _Parts, settings: FinetuneSettings, epochs: int):
     """A copy of `base` trained on the mixed batches for `epochs` epochs, without holding out."""
     backend.keras().utils.set_random_seed(settings.seed)
     tuned = _compiled_copy(base, settings)
-    tuned.fit(_mixed_batches(parts, settings), epochs=epochs, steps_per_epoch=settings.steps_per_epoch, verbose=0)
+    tuned.fit(_mixed_batches(parts, settings), epochs=epochs, steps_per_epoch=settings.steps_per_epoch, verbose=0,
+              shuffle=False)
     return tuned
 
 
