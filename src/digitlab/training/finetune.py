@@ -25,7 +25,6 @@ config.toml (the base run's settings and a [finetune] table) and the report on t
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -44,7 +43,6 @@ from digitlab.recipes.config import Augmentation, ConfigError, TrainingConfig, t
 from digitlab.runs.folder import (
     CONFIG_FILE,
     HISTORY_FILE,
-    METRICS_FILE,
     MODEL_FILE,
     finish_run,
     library_versions,
@@ -110,7 +108,7 @@ class FinetuneSettings:
 @dataclass
 class _Parts:
     learn: Dataset
-    held_out: Dataset | None
+    held_out: Dataset
     replay: Dataset | None
     replay_targets: np.ndarray | None  # what the base model says of them: fine-tuning keeps to it
     styled: Dataset | None
@@ -391,14 +389,14 @@ def finetune(
     replayed = f", each batch {settings.replay_share:.0%} {settings.replay}" if parts.replay is not None else ""
     say(f"fine-tuning on {len(parts.learn)} of your digits ({len(parts.held_out)} held out to choose "
         f"the epoch and report on){replayed}")
-    before = _evaluations(base, parts)
+    before = _evaluations(base, {"personal": parts.held_out, "mnist_test": parts.mnist_test})
     tuned, log = _fit(base, parts, settings, say)
     share = 1.0
     if parts.kept is not None:
         share = _blend(base, tuned, parts.held_out, parts.kept, settings.guard)
         say(f"kept {share:.0%} of the change: the most that costs the kept-back replayed digits at most "
             f"{settings.guard:.1%} of accuracy")
-    after = _evaluations(tuned, dataclasses.replace(parts, mnist_test=None))
+    after = _evaluations(tuned, {"personal": parts.held_out})
     if settings.refit:
         say(f"learning from all {len(digits)} of your digits the same way, for the {log.best_epoch} epochs chosen")
         tuned = _refit(base, dataclasses.replace(parts, learn=digits), settings, log.best_epoch)
@@ -408,7 +406,7 @@ def finetune(
         from digitlab.evaluation import calibration
 
         temperature = calibration.calibrate(tuned, parts.kept)
-    after |= _evaluations(tuned, dataclasses.replace(parts, held_out=None))
+    after |= _evaluations(tuned, {"mnist_test": parts.mnist_test})
 
     config = _base_config(Path(model))
     folder = new_folder(runs_dir, "finetune")
@@ -440,17 +438,15 @@ def finetune(
     finish_run(folder, metrics, after, {"personal": parts.held_out, "mnist_test": parts.mnist_test},
                history, f"digitlab fine-tune {folder.name}", details, shown="personal")
     say("; ".join(summary))
-    return Run(folder, config, tuned, history, json.loads((folder / METRICS_FILE).read_text(encoding="utf-8")),
+    return Run(folder, config, tuned, history, metrics,  # finish_run has added the accuracies
                evaluation=after["personal"], evaluation_data=parts.held_out)
 
 
-def _evaluations(model, parts: _Parts) -> dict[str, Any]:
-    """The model on the held-out personal digits and the replayed source's test part, those there are."""
+def _evaluations(model, datasets: dict[str, Dataset | None]) -> dict[str, Any]:
+    """The model evaluated on each dataset given (None: there is none)."""
     from digitlab.evaluation.metrics import evaluate
 
-    return {name: evaluate(model, dataset) for name, dataset in (("personal", parts.held_out),
-                                                                 ("mnist_test", parts.mnist_test))
-            if dataset is not None}
+    return {name: evaluate(model, dataset) for name, dataset in datasets.items() if dataset is not None}
 
 
 def _fit(base, parts: _Parts, settings: FinetuneSettings, say: Callable[[str], None]):
