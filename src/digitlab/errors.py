@@ -26,6 +26,13 @@ class DataError(DigitlabError, ValueError):
         super().__init__(f"{where}: {problem}" if where else problem)
 
 
+class NoDigitError(DataError):
+    """An image with no ink: there is no digit in it to read."""
+
+    def __init__(self, path: str | Path | None):
+        super().__init__(path, "no digit found")
+
+
 class OutputExistsError(DigitlabError, FileExistsError):
     """An output would replace something the user already has."""
 

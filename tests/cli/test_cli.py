@@ -51,6 +51,22 @@ def test_show_names_a_part_of_a_folder_inside_out(kaggle_folder, run_cli, tmp_pa
     assert sorted(path.name for path in kaggle_folder.iterdir()) == ["test.csv", "train.csv"]
 
 
+@pytest.mark.parametrize(("samples", "rows", "columns"), [(36, 6, 6), (37, 6, 7), (7, 1, 7), (50, 5, 10)])
+def test_show_draws_exactly_the_samples_asked_for(kaggle_folder, run_cli, tmp_path, monkeypatch,
+                                                  samples, rows, columns):
+    from digitlab.data import pictures
+
+    drawn = {}
+    save = pictures.save
+    monkeypatch.setattr(pictures, "save", lambda figure, path, force=False: drawn.setdefault(path.name, figure)
+                        and save(figure, path, force))
+    result = run_cli("data", "show", kaggle_folder, "--out", tmp_path / "pictures", "--samples", samples)
+    assert result.code == 0, result.err
+    grid = drawn["kaggle-samples.png"]
+    assert len(grid.axes) == rows * columns
+    assert sum(1 for axis in grid.axes if axis.images) == samples
+    assert grid.axes[0].get_subplotspec().get_gridspec().get_geometry() == (rows, columns)
+
 def test_show_index_out_of_range(kaggle_folder, run_cli, tmp_path):
     result = run_cli("data", "show", kaggle_folder, "--out", tmp_path, "--index", 50)
     assert result.code == 1 and "--index 50 is outside 0..49" in result.err

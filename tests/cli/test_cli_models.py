@@ -1,6 +1,7 @@
 """train, evaluate, predict, submit, models and recipes, run as a user runs them."""
 
 import csv
+import tomllib
 
 import pytest
 
@@ -28,7 +29,12 @@ def test_train_command_writes_a_run_folder(tmp_path, run_cli):
                      "--batch-size", "50", "--validation", "40", "--runs-dir", tmp_path / "runs")
     assert result.code == 0, result.err
     (run,) = (tmp_path / "runs").iterdir()
-    assert run.name.endswith("-fast")  # the default recipe
+    assert run.name.endswith("-tiny-convnet")  # a model without a recipe: named after it, not "fast"
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert (saved["recipe"], saved["optimizer"], saved["learning_rate"]) == ("tiny-convnet", "adam", 0.001)
+    assert (saved["schedule"], saved["label_smoothing"]) == ("constant", 0.0)
+    assert ("note: no recipe given, so tiny-convnet trains with the default settings (adam at 0.001, constant "
+            "schedule, no label smoothing, 1 epoch, batches of 50)") in " ".join(result.err.split())
     assert (run / "model.keras").is_file() and (run / "report.html").is_file()
     assert "validation accuracy" in result.out and f"report: {run / 'report.html'}" in result.out.replace("\n", "")
     assert "calibrated: temperature" in " ".join(result.out.split())
@@ -71,6 +77,12 @@ def test_predict_writes_probabilities(trained_run, run_cli, tmp_path):
     rows = list(csv.DictReader(output.open()))
     assert len(rows) == 100 and list(rows[0]) == ["id", "label"] + [f"p{digit}" for digit in range(10)]
     assert abs(sum(float(rows[0][f"p{digit}"]) for digit in range(10)) - 1) < 1e-4
+    # Rows count from 1, as the submission's ImageId: row id of one is row ImageId of the other.
+    assert [row["id"] for row in rows] == [str(number) for number in range(1, 101)]
+    submission = tmp_path / "submission.csv"
+    assert run_cli("submit", run.path, data / "test.csv", "--output", submission).code == 0
+    submitted = dict(line.split(",") for line in submission.read_text().splitlines()[1:])
+    assert all(submitted[row["id"]] == row["label"] for row in rows)
 
 
 def test_submit_writes_kaggle_format_and_never_overwrites(trained_run, run_cli, tmp_path):
@@ -86,6 +98,38 @@ def test_submit_writes_kaggle_format_and_never_overwrites(trained_run, run_cli, 
     again = run_cli("submit", run.path, data / "test.csv", "--output", output)
     assert again.code == 1 and "already exists; pass --force" in again.err
     assert output.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda row: "x," + row.split(",", 1)[1], "line 4: pixel0 is 'x', not a whole number"),
+    (lambda row: row + ",0", "line 4: 785 values, expected 784"),
+])
+def test_predict_refuses_a_data_file_with_a_bad_row_naming_file_and_line(trained_run, run_cli, tmp_path,
+                                                                         damage, message):
+    run, data = trained_run
+    lines = (data / "test.csv").read_text().splitlines()
+    lines[3] = damage(lines[3])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    result = run_cli("predict", run.path, bad, "--output", tmp_path / "predictions.csv")
+    assert result.code == 1
+    assert " ".join(result.err.split()) == f"error: {bad}, {message}"
+    assert not (tmp_path / "predictions.csv").exists()  # a data file is answered whole or not at all
+
+
+def test_submit_for_labelled_data_warns_and_gives_the_accuracy_on_its_labels(trained_run, run_cli, tmp_path):
+    run, data = trained_run
+    output = tmp_path / "submission.csv"
+    result = run_cli("submit", run.path, data / "train.csv", "--output", output)
+    assert result.code == 0, result.err
+    assert len(output.read_text().splitlines()) == 301  # written all the same
+    warning = " ".join(result.err.split())
+    assert f"warning: {data / 'train.csv'} has a label column: a submission is normally made for the " \
+           "unlabelled test.csv; written all the same (accuracy on its labels: " in warning
+    accuracy = float(warning.split("accuracy on its labels: ")[1].split("%")[0]) / 100
+    assert accuracy == pytest.approx(run.evaluate(data / "train.csv").accuracy, abs=1e-4)
+    unlabelled = run_cli("submit", run.path, data / "test.csv", "--output", tmp_path / "other.csv")
+    assert unlabelled.code == 0 and "warning" not in unlabelled.err
 
 
 def test_models_and_recipes_commands(run_cli, tmp_path):

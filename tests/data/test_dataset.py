@@ -42,3 +42,12 @@ def test_split_by_count_keeps_exact_total_with_uneven_classes():
 def test_split_refuses_sizes_that_leave_nothing(size):
     with pytest.raises(ValueError, match="validation"):
         make_digits(60).split(size)
+
+
+def test_split_names_each_side_by_its_role_never_twice():
+    train, validation = make_digits(60).split(0.2)
+    assert (train.name, validation.name) == ("generated-train", "generated-validation")
+    again_train, again_validation = train.split(0.25)
+    assert (again_train.name, again_validation.name) == ("generated-train", "generated-validation")
+    _, limited = validation.split(5)
+    assert limited.name == "generated-validation"

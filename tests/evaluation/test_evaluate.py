@@ -177,6 +177,53 @@ def test_training_curves_with_and_without_validation_and_learning_rate() -> None
     assert legend[0] == "training" and "validation" not in legend
 
 
+def _kept_marks(figure) -> list[tuple[str, float]]:
+    """Each panel's star: its legend label and the epoch it stands at."""
+    marks = []
+    for axis in figure.axes:
+        for line in axis.get_lines():
+            if line.get_marker() == "*":
+                marks.append((line.get_label(), float(line.get_xdata()[0])))
+    return marks
+
+
+def test_training_curves_mark_the_epoch_kept_on_both_panels() -> None:
+    # The lowest validation loss (epoch 2, the one kept) is not the best validation accuracy (epoch 3).
+    history = pd.DataFrame({
+        "epoch": [1, 2, 3, 4], "loss": [0.9, 0.5, 0.3, 0.2], "accuracy": [0.7, 0.85, 0.9, 0.95],
+        "val_loss": [0.6, 0.35, 0.45, 0.5], "val_accuracy": [0.8, 0.88, 0.9, 0.87],
+    })
+    marks = _kept_marks(figures.training_curves(history, kept_epoch=2))
+    assert marks == [("kept: epoch 2 (0.88)", 2.0), ("kept: epoch 2 (0.35)", 2.0)]
+    # Without keep_best (or validation) the model is the last epoch's.
+    assert [epoch for _, epoch in _kept_marks(figures.training_curves(history))] == [4.0, 4.0]
+
+
+def test_a_runs_curves_mark_its_best_epoch(tmp_path) -> None:
+    from digitlab.recipes.config import TrainingConfig
+    from digitlab.runs.run import Run
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.9, 0.5, 0.3], "accuracy": [0.7, 0.85, 0.9],
+                            "val_loss": [0.6, 0.4, 0.45], "val_accuracy": [0.8, 0.88, 0.89]})
+    run = Run(tmp_path, TrainingConfig(), None, history, {"best_epoch": 2})
+    assert [label for label, _ in _kept_marks(run.plot_curves())] == ["kept: epoch 2 (0.88)", "kept: epoch 2 (0.4)"]
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_training_curves_tick_whole_epochs_only(epochs: int) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    history = pd.DataFrame({"epoch": range(1, epochs + 1), "loss": [0.5] * epochs, "accuracy": [0.9] * epochs,
+                            "val_loss": [0.4] * epochs, "val_accuracy": [0.9] * epochs,
+                            "learning_rate": [1e-3] * epochs})
+    figure = figures.training_curves(history)
+    FigureCanvasAgg(figure).draw()
+    for axis in figure.axes:
+        low, high = axis.get_xlim()
+        shown = [tick for tick in axis.get_xticks() if low <= tick <= high]
+        assert shown and all(tick == int(tick) for tick in shown), shown
+        assert 1 in shown
+
 def test_confusion_figure_handles_digits_without_images() -> None:
     confusion = np.diag(np.arange(10)) * 10
     confusion[4, 9] = 3

@@ -1,6 +1,7 @@
-"""ONNX export: every zoo model exports, ONNX Runtime agrees with Keras on the labels and on the
+"""Export: every zoo model exports to ONNX, ONNX Runtime agrees with Keras on the labels and on the
 probabilities to within 1e-4, and .onnx files serve predictions through digitlab.inference.model_files with
-the same error quality as Keras files."""
+the same error quality as Keras files; TensorFlow Lite, SavedModel and .h5 exports agree with Keras too,
+run by TensorFlow Lite's interpreter, TensorFlow and Keras."""
 
 from __future__ import annotations
 
@@ -19,7 +20,15 @@ from onnx import TensorProto, helper
 from conftest import make_digits
 from digitlab import models
 from digitlab.errors import DigitlabError, OutputExistsError
-from digitlab.inference.export import AGREEMENT_TOLERANCE, ExportError, default_onnx_path, export_onnx
+from digitlab.inference.export import (
+    AGREEMENT_TOLERANCE,
+    EXPORT_FORMATS,
+    ExportError,
+    default_export_path,
+    default_onnx_path,
+    export_model,
+    export_onnx,
+)
 from digitlab.inference.model_files import (
     ModelError,
     OnnxModel,
@@ -160,13 +169,102 @@ def test_cli_predict_and_submit_take_an_onnx_model(tmp_path, run_cli):
     assert rows[1:] == [f"{index},{label}" for index, label in enumerate(expected, start=1)]
 
 
-def test_disagreement_is_an_error_and_writes_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("export_format", list(EXPORT_FORMATS))
+def test_disagreement_is_an_error_and_writes_nothing(tmp_path, monkeypatch, export_format):
     keras_path = save(models.create("tiny-convnet"), tmp_path / "tiny.keras")
     monkeypatch.setattr("digitlab.inference.export.AGREEMENT_TOLERANCE", -1.0)  # no export can meet it
     with pytest.raises(ExportError, match="does not compute what the Keras model does") as raised:
-        export_onnx(keras_path, tmp_path / "tiny.onnx")
+        export_model(keras_path, default_export_path(keras_path, export_format), export_format)
     assert isinstance(raised.value, DigitlabError) and "nothing was written" in str(raised.value)
     assert [path.name for path in tmp_path.iterdir()] == ["tiny.keras"]  # no file, no temporary
+
+
+def run_tflite(path, images: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's notice of its successor
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    (detail,) = interpreter.get_input_details()
+    assert detail["dtype"] == np.uint8 and list(detail["shape_signature"]) == [-1, 28, 28]
+    interpreter.resize_tensor_input(detail["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], images)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def run_saved_model(path, images: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    saved = tf.saved_model.load(str(path))  # kept while serve runs: it owns the weights
+    return saved.serve(images).numpy()
+
+
+def run_h5(path, images: np.ndarray) -> np.ndarray:
+    return input_adapter(load_model(path))(images)
+
+
+RUNTIMES = {"tflite": run_tflite, "savedmodel": run_saved_model, "h5": run_h5}
+
+
+@pytest.mark.parametrize("export_format", list(RUNTIMES))
+def test_each_format_exports_what_its_runtime_runs_as_keras_does(tmp_path, images, export_format):
+    model = with_random_weights(models.create("fast-convnet"))  # batch norm: the fused layer exports as Keras'
+    keras_path = save(model, tmp_path / "fast.keras")
+    written = export_model(keras_path, default_export_path(keras_path, export_format), export_format)
+    assert written == default_export_path(keras_path, export_format)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["fast.keras", written.name])
+    assert_agree(RUNTIMES[export_format](written, images), input_adapter(model)(images))
+
+
+@pytest.mark.parametrize("export_format", list(RUNTIMES))
+def test_each_format_keeps_an_existing_output_unless_forced(tmp_path, images, export_format):
+    run = tmp_path / "run"
+    run.mkdir()
+    save(models.create("tiny-convnet"), run / "model.keras")
+    output = default_export_path(run, export_format)
+    assert output.name == {"tflite": "model.tflite", "savedmodel": "saved_model", "h5": "model.h5"}[export_format]
+    kept = output / "keep.txt" if export_format == "savedmodel" else output
+    kept.parent.mkdir(exist_ok=True)
+    kept.write_text("keep me")
+    with pytest.raises(OutputExistsError):
+        export_model(run, output, export_format)
+    assert kept.read_text() == "keep me"
+    export_model(run, output, export_format, force=True, check_data=images)
+    if export_format == "savedmodel":
+        assert not kept.exists() and (output / "saved_model.pb").is_file()
+    else:
+        assert output.read_bytes() != b"keep me"
+    assert sorted(path.name for path in run.iterdir()) == sorted(["model.keras", output.name])
+
+
+def test_export_names_its_formats_and_their_suffixes(tmp_path):
+    keras_path = save(models.create("tiny-convnet"), tmp_path / "tiny.keras")
+    with pytest.raises(ExportError, match=r"unknown export format 'coreml'; the formats are onnx, tflite, savedmodel"):
+        export_model(keras_path, tmp_path / "tiny.mlmodel", "coreml")
+    with pytest.raises(ExportError, match=r"tiny\.bin: the name of the TensorFlow Lite export must end in \.tflite"):
+        export_model(keras_path, tmp_path / "tiny.bin", "tflite")
+    with pytest.raises(ExportError, match=r"must end in \.h5 or \.hdf5"):
+        export_model(keras_path, tmp_path / "tiny.keras2", "h5")
+    assert default_export_path(keras_path, "savedmodel") == tmp_path / "saved_model"
+    assert default_export_path(tmp_path / "cnn.h5", "TFLite") == tmp_path / "cnn.tflite"
+    assert [path.name for path in tmp_path.iterdir()] == ["tiny.keras"]
+
+
+def test_cli_exports_a_run_folder_as_a_saved_model(tmp_path, run_cli, images):
+    run = tmp_path / "run"
+    run.mkdir()
+    model = with_random_weights(models.create("tiny-convnet"))
+    save(model, run / "model.keras")
+    result = run_cli("export", run, "--format", "savedmodel")
+    assert result.code == 0, result.err
+    assert "saved_model" in result.out and "(TensorFlow and Keras agree)" in result.out
+    assert_agree(run_saved_model(run / "saved_model", images), input_adapter(model)(images))
+    refused = run_cli("export", run, "--format", "savedmodel")
+    assert refused.code == 1 and "--force" in refused.err
+    unknown = run_cli("export", run, "--format", "pickle")
+    assert unknown.code == 1 and "unknown export format 'pickle'" in unknown.err
 
 
 def onnx_model(graph: onnx.GraphProto, ir_version: int = 8) -> onnx.ModelProto:

@@ -225,7 +225,7 @@ def test_predictions_csv_round_trips(tmp_path, images):
         rows = list(csv.reader(handle))
     assert rows[0] == ["id", "label", *(f"p{digit}" for digit in range(10))]
     body = rows[1:]
-    assert [int(row[0]) for row in body] == list(range(len(images)))
+    assert [int(row[0]) for row in body] == list(range(1, len(images) + 1))  # from 1, as ImageId
     read_back = np.array([[float(value) for value in row[2:]] for row in body])
     assert [int(row[1]) for row in body] == probabilities.argmax(axis=1).tolist()
     assert all(len(value.split(".")[1]) == 6 for value in body[0][2:])

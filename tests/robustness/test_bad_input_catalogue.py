@@ -461,7 +461,8 @@ def _write(path, text):
 
 CONFIG_CASES = [
     ({"overrides": {"epoch": 3}}, r"^option: unknown key 'epoch'; known keys: recipe, data, "),
-    ({"recipe": "kerass-example"}, r"^unknown recipe 'kerass-example'; recipes: .*keras-example"),
+    ({"recipe": "kerass-example"}, r"^unknown recipe 'kerass-example'; recipes: .*keras-example.*; "
+                                    r"did you mean 'keras-example'\?$"),
     ({"config_file": "bogus.toml"}, r"bogus.toml: unknown key 'bogus'; known keys: "),
     ({"config_file": "augment.toml"}, r"augment.toml: unknown augmentation key 'rotaton'; known: binarise, blur, "
                                       r"elastic, elastic_smoothness, faint, height_shift, low_resolution, probability, "
@@ -473,7 +474,8 @@ CONFIG_CASES = [
     ({"overrides": {"epochs": "ten"}}, r"^option: epochs must be int, got 'ten'$"),
     ({"overrides": {"label_smoothing": 1.0}}, r"^label_smoothing must be in \[0, 1\), got 1.0$"),
     ({"overrides": {"augmentation": {"rotation": 200.0}}}, r"^augmentation.rotation must be in \[0, 180\), got 200.0$"),
-    ({"overrides": {"optimizer": "adamm"}}, r"^optimizer = 'adamm' is not one of adam, adamw, rmsprop, sgd$"),
+    ({"overrides": {"optimizer": "adamm"}}, r"^optimizer = 'adamm' is not one of adam, adamw, rmsprop, sgd; "
+                                            r"did you mean 'adam'\?$"),
     ({"overrides": {"early_stopping_patience": "5"}}, r"^option: early_stopping_patience must be int, got '5'$"),
     ({"overrides": {"early_stopping_patience": -2}}, r"^early_stopping_patience must be a positive number, got -2$"),
     ({"overrides": {"threads": 1.5}}, r"^option: threads must be int, got 1.5$"),
@@ -523,7 +525,10 @@ TRAIN_FLAG_CASES = [
     (["--recipe", "kerass-example"], r"error: unknown recipe 'kerass-example'"),
     (["--label-smoothing", "1.5"], r"error: label_smoothing must be in \[0, 1\), got 1.5$"),
     (["--rotation", "-5"], r"error: augmentation.rotation must be in \[0, 180\), got -5.0$"),
-    (["--optimizer", "adamm"], r"error: optimizer = 'adamm' is not one of adam, adamw, rmsprop, sgd$"),
+    (["--optimizer", "adamm"], r"error: optimizer = 'adamm' is not one of adam, adamw, rmsprop, sgd; "
+                               r"did you mean 'adam'\?$"),
+    (["--schedule", "onecycle"], r"error: schedule = 'onecycle' is not one of constant, exponential, plateau, "
+                                 r"cosine, one-cycle; did you mean 'one-cycle'\?$"),
     (["--early-stopping", "-2"], r"error: early_stopping_patience must be a positive number, got -2$"),
     (["--validation", "unlabelled.csv"], r"error: validation data .*unlabelled.csv has no labels$"),
 ]

@@ -52,7 +52,7 @@ def test_load_split_and_pictures(data_npz):
 def test_train_options_reach_the_config(monkeypatch, data_npz, tmp_path):
     captured = {}
     monkeypatch.setattr("digitlab.training.api.train_config",
-                        lambda config, offline, verbose: captured.setdefault("config", config))
+                        lambda config, **settings: captured.setdefault("config", config))
     digitlab.train(data=data_npz, epochs=2, augmentation={"rotation": 10, "zoom": 0.1},
                    runs_dir=tmp_path)
     config = captured["config"]
@@ -61,11 +61,29 @@ def test_train_options_reach_the_config(monkeypatch, data_npz, tmp_path):
     assert (config.augmentation.rotation, config.augmentation.zoom) == (10.0, 0.1)
 
 
+def test_a_model_without_a_recipe_trains_with_the_defaults_and_says_so(monkeypatch, data_npz, tmp_path, capsys):
+    captured = {}
+    monkeypatch.setattr("digitlab.training.api.train_config",
+                        lambda config, **settings: captured.setdefault("config", config))
+    digitlab.train(data=data_npz, model="Gap-ConvNet", runs_dir=tmp_path)
+    config = captured["config"]
+    assert (config.recipe, config.model) == ("gap-convnet", "gap-convnet")  # the run is named after the model
+    assert (config.optimizer, config.learning_rate, config.schedule) == ("adam", 0.001, "constant")
+    assert (config.label_smoothing, config.steps_per_execution) == (0.0, 1)  # none of fast's settings
+    assert "note: no recipe given, so gap-convnet trains with the default settings (adam at 0.001" in \
+        capsys.readouterr().err
+    captured.clear()
+    digitlab.train("fast", data=data_npz, model="gap-convnet", runs_dir=tmp_path, verbose=0)
+    assert (captured["config"].recipe, captured["config"].schedule) == ("fast", "one-cycle")  # a recipe is kept
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("options, message", [
     ({"epoch": 1}, r"unknown option 'epoch' \(did you mean 'epochs'\?\)"),
     ({"augmentation": {"shear": 0.2}}, r"unknown augmentation key 'shear'"),
     ({"optimizer": "adagrad"}, r"optimizer = 'adagrad' is not one of"),
-    ({"data": digitlab.Dataset(np.zeros((1, 28, 28), np.uint8))}, r"not a Dataset in memory"),
+    ({"data": digitlab.Dataset(np.zeros((1, 28, 28), np.uint8))}, r"data has no labels: give \(images, labels\)"),
+    ({"validation": np.zeros((3, 784), np.uint8)}, r"validation has no labels"),
 ])
 def test_bad_train_options_are_refused_by_name(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -76,7 +94,7 @@ def test_train_returns_a_run_with_its_folder(run):
     assert isinstance(run, digitlab.Run)
     assert len(run.history) == 1 and "val_accuracy" in run.history
     assert (run.path / "model.keras").is_file() and (run.path / "report.html").is_file()
-    assert run.config.model == "tiny-convnet" and run.config.recipe == "fast"
+    assert run.config.model == "tiny-convnet" and run.config.recipe == "tiny-convnet"  # no recipe: named after it
     assert run.metrics["test_accuracy"] == pytest.approx(run.evaluate().accuracy, abs=1e-6)
 
 
@@ -111,9 +129,9 @@ def test_predict_takes_arrays_one_image_paths_and_sources(run, tmp_path):
 
 
 def test_predict_refuses_images_it_cannot_use(run):
-    with pytest.raises(ValueError, match=r"uint8 pixels 0..255"):
-        run.predict(np.zeros((2, 28, 28), dtype=np.float32))
-    with pytest.raises(ValueError, match=r"shape \(N, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"floats in \[0, 1\].*found float32 .* values -1 to 1"):
+        run.predict(np.linspace(-1, 1, 2 * 784, dtype=np.float32).reshape(2, 28, 28))
+    with pytest.raises(ValueError, match=r"shape \(N, 784\), \(N, 28, 28\) or \(N, 28, 28, 1\)"):
         run.predict(np.zeros((2, 32, 32), dtype=np.uint8))
 
 
@@ -135,6 +153,24 @@ def test_plots_are_figures(run, data_npz):
     assert isinstance(run.plot_confusion_matrix(f"{data_npz}:test", normalize=False), Figure)
     assert isinstance(run.plot_mistakes(), Figure)
     assert isinstance(run.plot_mistakes(digitlab.load(data_npz, part="test"), count=4), Figure)
+
+
+def test_predictions_are_shown_with_their_digit_and_wrong_ones_marked(run, data_npz):
+    test = digitlab.load(data_npz, part="test")
+    figure = run.plot_predictions(test, count=12, seed=3)
+    titled = [axis for axis in figure.axes if axis.get_title()]
+    assert len(titled) == 12
+    chosen = np.sort(np.random.default_rng(3).choice(len(test), 12, replace=False))
+    predicted = run.predict(test.images[chosen])
+    for axis, digit, truth in zip(titled, predicted, test.labels[chosen]):
+        title = axis.get_title()
+        assert title.startswith(f"predicted {digit} (")
+        assert (f"true {truth}" in title) == (digit != truth)
+        assert (axis.title.get_color() == "tab:red") == (digit != truth)
+    unlabelled = run.plot_predictions(test.images[:3])
+    assert [axis.get_title().endswith("%)") for axis in unlabelled.axes if axis.get_title()] == [True] * 3
+    pair = run.plot_predictions((test.images[:4] / 255.0, test.labels[:4]), count=4)
+    assert len([axis for axis in pair.axes if axis.get_title()]) == 4
 
 
 def test_loaded_model_predicts_as_the_run(run, data_npz):

@@ -111,3 +111,41 @@ def test_prediction_by_shard_on_ray_equals_plain_prediction_and_resumes(run_cli,
     assert other.code == 1
     assert f"error: {out} holds the predictions of other inputs or another model ({PLAN_FILENAME} differs); " \
            "give another folder, or --force to start again" in " ".join(other.err.split())
+
+
+def test_prediction_by_shard_on_ray_answers_every_image_file(run_cli, model_run, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    digits = make_learnable_digits(2, seed=6).images
+    for number, pixels in enumerate(digits):
+        Image.fromarray(pixels).save(folder / f"{number}.png")
+    (folder / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n not a whole image")  # damaged
+    Image.new("L", (40, 40), 255).save(folder / "3.png")  # white paper, no ink
+
+    out = tmp_path / "out"
+    result = run_cli("predict", model_run.path, folder, "-o", out, "--images-per-block", "3", "--ray")
+    assert result.code == 0, result.err
+    assert "2 parts, 4 images; 2 computed now" in result.out
+    table = read_predictions(out)
+    assert list(table.columns) == ["id", "label", *(f"p{digit}" for digit in range(10)), "path", "status"]
+    assert list(table["id"]) == ["1", "2", "3", "4"]
+    assert list(table["path"]) == [str((folder / f"{number}.png").resolve()) for number in range(4)]
+    assert list(table["status"][:2]) == ["ok", "ok"] and table["status"][3] == "no digit"
+    assert table["status"][2].startswith("unreadable: ")
+    assert table.loc[2:, ["label", "p0"]].isna().all().all()  # no prediction for what was not read
+    expected = model_run.predict(digits)
+    assert [int(label) for label in table["label"][:2]] == expected.tolist()
+
+
+def test_prediction_by_shard_refuses_a_data_file_with_a_bad_row_naming_file_and_line(run_cli, model_run, tmp_path):
+    folder, _ = _shards(tmp_path, make_learnable_digits(230, seed=4).images)
+    lines = (folder / "a.csv").read_text().splitlines()
+    lines[5] = "x," + lines[5].split(",", 1)[1]
+    (folder / "a.csv").write_text("\n".join(lines) + "\n")
+    result = run_cli("predict", model_run.path, folder, "-o", tmp_path / "out", "--ray")
+    assert result.code == 1
+    # Ray logs on stderr too; digitlab's one line ends it
+    printed = " ".join(result.err.split())
+    assert printed.endswith(f"error: {folder / 'a.csv'}, line 6: pixel0 is 'x', not a whole number")

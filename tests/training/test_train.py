@@ -182,3 +182,106 @@ def test_one_epoch_on_5000_mnist_images_reaches_90_percent(mnist_folder, tmp_pat
         "deterministic": True})
     run = train(config, verbose=0)
     assert run.metrics["test_accuracy"] >= 0.90, run.metrics
+
+
+def test_validation_monitor_watches_part_of_the_split_and_reports_on_all_of_it(learnable_npz, tmp_path,
+                                                                                 monkeypatch):
+    from digitlab.training import pipeline
+    from digitlab.training.fit import prepare_data, train
+
+    watched = []
+    batches = pipeline.batches
+
+    def recording_batches(dataset, *args, training=True, **kwargs):
+        if not training:
+            watched.append(len(dataset))
+        return batches(dataset, *args, training=training, **kwargs)
+
+    monkeypatch.setattr(pipeline, "batches", recording_batches)
+    config = small(learnable_npz, tmp_path, validation=0.3, validation_monitor=40)
+    run = train(config, verbose=0)
+    assert watched == [40]  # 90 validation images, 40 of them watched epoch by epoch
+    validation = prepare_data(config).validation
+    assert len(validation) == 90  # and the kept model is reported on all of them
+    predicted = run.model.predict(validation.images, verbose=0).argmax(axis=1)
+    assert run.metrics["validation_accuracy"] == pytest.approx(np.mean(predicted == validation.labels), abs=1e-6)
+
+
+@pytest.mark.parametrize("recipe, validation, monitor", [
+    ("three-conv-batchnorm", 0, None),  # trains on everything
+    ("tiny-convnet", 0.2, None),
+    ("locally-connected", 0.2, None),
+    ("four-conv-augmented", 0.3, 400),  # and watches 400 of them
+    ("five-conv-rmsprop", "mnist:test", None),  # validates on the test set
+])
+def test_notebook_recipes_validate_as_their_notebooks(recipe, validation, monitor):
+    config = resolve(recipe)
+    assert (config.validation, config.validation_monitor) == (validation, monitor)
+
+
+def test_a_limited_training_set_and_its_validation_split_are_named_once(learnable_npz, tmp_path):
+    from digitlab.training.fit import prepare_data
+
+    splits = prepare_data(small(learnable_npz, tmp_path, train_limit=100))
+    assert (len(splits.train), len(splits.validation)) == (80, 20)
+    assert (splits.train.name, splits.validation.name) == ("learnable.npz-train", "learnable.npz-validation")
+
+
+def test_validating_on_the_test_data_says_so_and_evaluates_it_once(learnable_npz, tmp_path, capsys, monkeypatch):
+    from digitlab.evaluation import metrics as evaluation_metrics
+    from digitlab.training.fit import prepare_data, train
+
+    assert not prepare_data(small(learnable_npz, tmp_path)).test_is_validation
+    config = small(learnable_npz, tmp_path, validation=f"{learnable_npz}:test", epochs=1)
+    assert prepare_data(config).test_is_validation
+
+    evaluated = []
+    evaluate = evaluation_metrics.evaluate
+    monkeypatch.setattr(evaluation_metrics, "evaluate",
+                        lambda model, dataset, *rest, **options: evaluated.append(dataset.name)
+                        or evaluate(model, dataset, *rest, **options))
+    run = train(config, verbose=0)
+    assert "note: the validation data is the test data" in " ".join(capsys.readouterr().err.split())
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["test_is_validation"] is True
+    assert metrics["test_accuracy"] == metrics["validation_accuracy"]
+    assert len(evaluated) == 2  # before and after calibration, not twice each
+    assert "test, which is the validation data" in (run.path / "report.html").read_text()
+
+
+def test_choices_are_matched_ignoring_case_from_flags_files_and_recipes(tmp_path):
+    config = resolve("Keras-Example", overrides={"optimizer": "RMSprop", "schedule": "One_Cycle",
+                                                "precision": "Mixed_BFloat16", "checkpoint_monitor": "VAL_LOSS"})
+    assert (config.recipe, config.optimizer, config.schedule) == ("keras-example", "rmsprop", "one-cycle")
+    assert (config.precision, config.checkpoint_monitor) == ("mixed_bfloat16", "val_loss")
+    config_file = tmp_path / "mine.toml"
+    config_file.write_text('optimizer = "SGD"\nplateau_monitor = "Val_Accuracy"\n')
+    config = resolve(config_file=config_file)
+    assert (config.optimizer, config.plateau_monitor) == ("sgd", "val_accuracy")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"optimizer": "rmsprp"}, r"optimizer = 'rmsprp' is not one of adam, adamw, rmsprop, sgd; "
+                              r"did you mean 'rmsprop'\?$"),
+    ({"precision": "bfloat16"}, r"; did you mean 'mixed_bfloat16'\?$"),
+    ({"checkpoint_monitor": "val_los"}, r"checkpoint_monitor = 'val_los' is not a metric training logs; choose one "
+                                        r"of loss, accuracy, val_loss, val_accuracy; did you mean 'val_loss'\?$"),
+])
+def test_an_unknown_choice_suggests_the_nearest(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(overrides=settings)
+
+
+def test_model_names_are_matched_ignoring_case_and_misspelt_ones_get_a_suggestion():
+    from digitlab.training.fit import known_model
+
+    assert known_model(resolve(overrides={"model": "Tiny-ConvNet"})).model == "tiny-convnet"
+    with pytest.raises(ConfigError, match=r"unknown model 'tiny-convnt'; known models: .*; "
+                                          r"did you mean 'tiny-convnet'\?$"):
+        known_model(resolve(overrides={"model": "tiny-convnt"}))
+
+
+def test_a_misspelt_recipe_gets_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown recipe 'keras-exampel'; recipes: .*; "
+                                          r"did you mean 'keras-example'\?$"):
+        resolve("keras-exampel")

@@ -134,8 +134,7 @@ def data_show(
     if not -len(first) <= index < len(first):
         raise DigitlabError(f"--index {index} is outside 0..{len(first) - 1} of {first.name}")
     figures = {
-        out / f"{name}-samples.png": pictures.sample_grid(first, rows=-(-samples // 10), columns=min(samples, 10),
-                                                          seed=seed),
+        out / f"{name}-samples.png": pictures.sample_grid(first, count=samples, seed=seed),
         out / f"{name}-image-{index}.png": pictures.single_image(first, index),
     }
     if any(dataset.is_labelled for dataset in parts.values()):
@@ -257,7 +256,8 @@ def _validation_value(text: str | None) -> float | int | str | None:
         return text
 
 
-RecipeOption = Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (default fast; see "
+RecipeOption = Annotated[Optional[str], typer.Option(help="Recipe name or .toml file (default fast; with "
+                                                         "--model alone, the plain defaults; see "
                                                          "`digitlab recipes list`).")]
 ConfigFileOption = Annotated[Optional[Path], typer.Option("--config", help="TOML file of options; overrides the "
                                                           "recipe.")]
@@ -283,6 +283,8 @@ def _print_accuracies(path: Path, metrics: dict) -> None:
     figures = ", ".join(f"{key.replace('_', ' ')} {value:.2%}" for key, value in metrics.items()
                         if key.endswith("_accuracy") and isinstance(value, float))
     figures = figures or "no validation or test data to measure accuracy on"
+    if metrics.get("test_is_validation"):
+        figures += " (the test data is the validation data)"
     console.print(f"[bold]{_shown(path)}[/bold]: {figures}; {metrics['training_seconds']:.1f} s of training")
     if metrics.get("temperature") is not None:
         shown = "test" if "test_calibration_error" in metrics else "validation"
@@ -585,8 +587,8 @@ def predict_command(
     output: Annotated[
         Optional[Path],
         typer.Option("--output", "-o", help="Photos: .csv or .json, one entry per file (path, label, status, "
-                     "text, confidence, digits, top3). A data source: CSV of id, label and the 10 "
-                     "probabilities (default predictions.csv)."),
+                     "text, confidence, digits, top3). A data source: CSV of id (from 1, as submit's "
+                     "ImageId), label and the 10 probabilities (default predictions.csv)."),
     ] = None,
     single: Annotated[bool, typer.Option(
         "--single", help="Photos hold one digit each: read only the main one.")] = False,
@@ -613,6 +615,10 @@ def predict_command(
     file lies in a label folder 0..9). Exit status 0 when every file was read, 3 when the output
     was written but some files were unreadable, 1 when nothing was read (a bad model, an output
     that exists without --force).
+
+    A data source: one row per image, id counting from 1 as submit's ImageId does; a bad row
+    refuses the whole file, naming the file and line. With --ray, image files are answered one
+    by one as above (columns path and status), data files whole.
     """
     if ray or ray_address:
         _predict_on_ray(model, inputs, output or Path("predictions"), ray_address, workers, images_per_block,
@@ -682,22 +688,24 @@ def submit_command(
 @app.command("export")
 def export_command(
     model: Annotated[Path, typer.Argument(help="A .keras / .h5 model file or a run folder.")],
-    export_format: Annotated[str, typer.Option("--format", help="The format to write; only onnx so far.")] = "onnx",
+    export_format: Annotated[
+        str, typer.Option("--format", help="onnx (ONNX Runtime), tflite (TensorFlow Lite), savedmodel "
+                          "(TensorFlow Serving) or h5 (Keras' legacy format).")
+    ] = "onnx",
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="The file to write (default: model.onnx in a run folder, else "
-                     "the model file's name ending in .onnx)."),
+        typer.Option("--output", "-o", help="The file or folder to write (default: model.onnx, model.tflite, "
+                     "saved_model/ or model.h5 in a run folder; else the model file's name with that suffix, "
+                     "or saved_model/ beside it)."),
     ] = None,
     force: ForceOption = False,
 ) -> None:
-    """Export a model to ONNX for ONNX Runtime, checked to give the same answers as Keras."""
+    """Export a model for another runtime, checked to give the same answers as Keras."""
     _keras_quietly()
-    from digitlab.inference.export import default_onnx_path, export_onnx
+    from digitlab.inference.export import EXPORT_FORMATS, default_export_path, export_model
 
-    if export_format.lower() != "onnx":
-        raise DigitlabError(f"--format {export_format}: the only export format is onnx")
-    written = export_onnx(model, output or default_onnx_path(model), force)
-    console.print(f"wrote {_shown(written)} (ONNX Runtime and Keras agree)")
+    written = export_model(model, output or default_export_path(model, export_format), export_format, force)
+    console.print(f"wrote {_shown(written)} ({EXPORT_FORMATS[export_format.lower()]} and Keras agree)")
 
 
 @app.command("serve")

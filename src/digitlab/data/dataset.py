@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,33 @@ class Dataset:
                 raise ValueError("labels must be 0..9")
             object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
 
+    @classmethod
+    def from_arrays(cls, images: Any, labels: Any = None, name: str = "arrays") -> Dataset:
+        """A dataset of the arrays a notebook holds, converted and checked.
+
+        `images`: (N, 784), (N, 28, 28) or (N, 28, 28, 1); uint8, integers 0..255, floats in
+        [0, 1] (scaled and rounded) or floats holding whole numbers 0..255. `labels`: integers
+        0..9, one-hot rows (N, 10) or a pandas Series. Anything else is a `DataError` saying
+        what was expected and what was found.
+
+        >>> (x_train, y_train), _ = keras.datasets.mnist.load_data()
+        >>> digitlab.Dataset.from_arrays(x_train / 255.0, keras.utils.to_categorical(y_train))
+        """
+        from digitlab.data.arrays import from_arrays
+
+        return from_arrays(images, labels, name)
+
+    @classmethod
+    def from_dataframe(cls, frame: Any, name: str = "dataframe") -> Dataset:
+        """A dataset of a DataFrame in Kaggle's layout, as `pandas.read_csv("train.csv")` gives it:
+        an optional `label` column and `pixel0` .. `pixel783`.
+
+        >>> digitlab.Dataset.from_dataframe(pandas.read_csv("train.csv"))
+        """
+        from digitlab.data.arrays import from_dataframe
+
+        return from_dataframe(frame, name)
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -72,17 +99,16 @@ class Dataset:
         """Split off a validation set: a fraction in (0, 1) or a count of images.
 
         The split is seeded and, for labelled data, stratified so that every class keeps its
-        share. Returns (train, validation).
+        share. Returns (train, validation), named after the data and their role: "mnist-train"
+        splits into "mnist-train" and "mnist-validation", never "mnist-train-train".
         """
-        from digitlab.data.splits import validation_indices
+        from digitlab.data.splits import split_names, validation_indices
 
         train_index, validation_index = validation_indices(
             len(self), validation, self.labels if stratify else None, seed
         )
-        return (
-            self.subset(train_index, f"{self.name}-train"),
-            self.subset(validation_index, f"{self.name}-validation"),
-        )
+        train_name, validation_name = split_names(self.name)
+        return self.subset(train_index, train_name), self.subset(validation_index, validation_name)
 
     # Pictures, for notebooks: each returns a matplotlib Figure, which a notebook shows inline
     # and `digitlab.data.pictures.save` writes as PNG. Matplotlib is imported only when one is drawn.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,32 @@ class InlineFigure(Figure):
         return buffer.getvalue()
 
 
-def sample_grid(dataset: Dataset, rows: int = 5, columns: int = 10, seed: int = 0) -> Figure:
-    """A grid of random images, each titled with its label when there is one."""
-    count = min(rows * columns, len(dataset))
+MOST_COLUMNS = 10  # a sample grid is at most this wide
+
+
+def grid_shape(count: int) -> tuple[int, int]:
+    """(rows, columns) of a grid for `count` pictures: a row when they fit in one, else the
+    squarest rectangle of at most `MOST_COLUMNS` columns that holds exactly `count` (6x6 for 36,
+    5x10 for 50), else the squarest grid with its last row part-filled."""
+    if count <= MOST_COLUMNS:
+        return 1, max(count, 1)
+    squarest = min(math.ceil(math.sqrt(count)), MOST_COLUMNS)
+    columns = next((width for width in range(squarest, MOST_COLUMNS + 1) if count % width == 0), squarest)
+    return -(-count // columns), columns
+
+
+def sample_grid(dataset: Dataset, rows: int = 5, columns: int = 10, seed: int = 0,
+                count: int | None = None) -> Figure:
+    """A grid of random images, each titled with its label when there is one.
+
+    With `count`, exactly that many images (or all, when the dataset has fewer) in a grid shaped
+    to fit them (`grid_shape`), instead of `rows` x `columns`.
+    """
+    if count is None:
+        count = min(rows * columns, len(dataset))
+    else:
+        count = min(count, len(dataset))
+        rows, columns = grid_shape(count)
     if count == 0:
         raise ValueError(f"{dataset.name} has no images to show")
     rows = -(-count // columns)

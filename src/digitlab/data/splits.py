@@ -23,6 +23,18 @@ def validation_count(total: int, validation: float | int) -> int:
     return count
 
 
+ROLES = ("train", "validation")
+
+
+def split_names(name: str) -> tuple[str, str]:
+    """The names of a dataset's training and validation splits: its name with the role in place
+    of a role it already ends in, so a split of a split is not named twice."""
+    base = name
+    while base.endswith(tuple(f"-{role}" for role in ROLES)):
+        base = base.rsplit("-", 1)[0]
+    return f"{base}-train", f"{base}-validation"
+
+
 def validation_indices(
     total: int, validation: float | int, labels: np.ndarray | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -19,14 +19,22 @@ def _draw_series(axis, epochs, values, label: str, colour: str) -> None:
     axis.plot(epochs, values, color=colour, marker="o", markersize=3, linewidth=1.5, label=label)
 
 
-def training_curves(history: pandas.DataFrame) -> Figure:
+def _whole_epochs(axis) -> None:
+    """Epoch ticks at whole numbers only, even for a run of one epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def training_curves(history: pandas.DataFrame, kept_epoch: int | None = None) -> Figure:
     """Accuracy and loss per epoch, training against validation, and the learning rate if known.
 
     `history` has a row per epoch with columns `epoch` (1-based), `loss`, `accuracy` and,
-    where recorded, `val_loss`, `val_accuracy` and `learning_rate`.
+    where recorded, `val_loss`, `val_accuracy` and `learning_rate`. `kept_epoch` is the epoch
+    whose weights the model has (a run's `best_epoch`, chosen by its `checkpoint_monitor`);
+    None means the last epoch, as training leaves a model without `keep_best`. Both the accuracy
+    and the loss panel mark it.
     """
-    from matplotlib.ticker import MaxNLocator
-
     if len(history) == 0:
         raise ValueError("the training history has no epochs to draw")
     epochs = (
@@ -35,6 +43,9 @@ def training_curves(history: pandas.DataFrame) -> Figure:
 
     def recorded(column: str) -> bool:
         return column in history and bool(history[column].notna().any())
+
+    kept_epoch = int(epochs[-1]) if kept_epoch is None else int(kept_epoch)
+    kept = epochs == kept_epoch
 
     show_learning_rate = recorded("learning_rate")
     panels = 3 if show_learning_rate else 2
@@ -49,13 +60,12 @@ def training_curves(history: pandas.DataFrame) -> Figure:
             if recorded(column):
                 _draw_series(axis, epochs, history[column], label, colour)
                 drawn = True
-        best_column = f"val_{metric}" if recorded(f"val_{metric}") else metric
-        if recorded(best_column):
-            values = np.asarray(history[best_column], dtype=np.float64)
-            best = int(np.nanargmax(values) if metric == "accuracy" else np.nanargmin(values))
+        marked_column = f"val_{metric}" if recorded(f"val_{metric}") else metric
+        if recorded(marked_column) and kept.any():
+            value = float(np.asarray(history[marked_column], dtype=np.float64)[kept][0])
             axis.plot(
-                epochs[best], values[best], linestyle="none", marker="*", markersize=12,
-                color="tab:red", label=f"best {values[best]:.4g} (epoch {epochs[best]})",
+                kept_epoch, value, linestyle="none", marker="*", markersize=12,
+                color="tab:red", label=f"kept: epoch {kept_epoch} ({value:.4g})",
             )
         if drawn:
             axis.legend(fontsize=8)
@@ -74,7 +84,7 @@ def training_curves(history: pandas.DataFrame) -> Figure:
         axis.set_ylabel("learning rate")
     for axis in axes:
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _whole_epochs(axis)
         axis.grid(alpha=0.3)
     return figure
 
@@ -124,6 +134,29 @@ def confusion_matrix_figure(confusion: np.ndarray, normalize: bool = False) -> F
     return figure
 
 
+def _titled_grid(images: np.ndarray, titles: list[str], colours: list[str], columns: int,
+                 title: str | None) -> Figure:
+    """Images in a grid of `columns`, each with its title in its colour; spare cells blank."""
+    count = len(images)
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    figure = InlineFigure(figsize=(columns * 1.75, rows * 1.9 + 0.4), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, text, colour in zip(axes.flat, images, titles, colours):
+        axis.imshow(image, cmap="gray", vmin=0, vmax=255)
+        axis.set_title(text, fontsize=8, color=colour)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def _percent(confidence: float) -> int:
+    # Round down, so that only a certainty of exactly 1 reads 100%.
+    return int(np.floor(float(confidence) * 100))
+
+
 def mistakes_gallery(
     images: np.ndarray,
     true_labels: np.ndarray,
@@ -142,22 +175,38 @@ def mistakes_gallery(
         raise ValueError("no images to show")
     if not len(true_labels) == len(predicted_labels) == len(confidences) == count:
         raise ValueError("images, labels, predictions and confidences must be equally long")
-    columns = max(1, min(columns, count))
-    rows = -(-count // columns)
-    figure = InlineFigure(figsize=(columns * 1.75, rows * 1.9 + 0.4), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, image, true, predicted, confidence in zip(
-        axes.flat, images, true_labels, predicted_labels, confidences
-    ):
-        axis.imshow(image, cmap="gray", vmin=0, vmax=255)
-        # Round down, so that only a certainty of exactly 1 reads 100%.
-        percent = int(np.floor(float(confidence) * 100))
-        axis.set_title(f"true {true} / predicted {predicted} ({percent}%)", fontsize=8)
-    if title:
-        figure.suptitle(title)
-    return figure
+    titles = [f"true {true} / predicted {predicted} ({_percent(confidence)}%)"
+              for true, predicted, confidence in zip(true_labels, predicted_labels, confidences)]
+    return _titled_grid(images, titles, ["black"] * count, columns, title)
+
+
+def predictions_gallery(
+    images: np.ndarray,
+    predicted_labels: np.ndarray,
+    confidences: np.ndarray,
+    true_labels: np.ndarray | None = None,
+    columns: int = 5,
+    title: str | None = None,
+) -> Figure:
+    """Images titled with the digit predicted and its confidence, 'predicted 7 (99%)'.
+
+    With `true_labels`, a wrong prediction is titled in red with the true digit beside it:
+    'predicted 9 (62%), true 4'.
+    """
+    images = np.asarray(images)
+    count = len(images)
+    if count == 0:
+        raise ValueError("no images to show")
+    if not len(predicted_labels) == len(confidences) == count or (
+            true_labels is not None and len(true_labels) != count):
+        raise ValueError("images, predictions, confidences and labels must be equally long")
+    titles, colours = [], []
+    for index, (predicted, confidence) in enumerate(zip(predicted_labels, confidences)):
+        text = f"predicted {predicted} ({_percent(confidence)}%)"
+        wrong = true_labels is not None and true_labels[index] != predicted
+        titles.append(f"{text}, true {true_labels[index]}" if wrong else text)
+        colours.append("tab:red" if wrong else "black")
+    return _titled_grid(images, titles, colours, columns, title)
 
 
 def _layer_details(layer) -> str:
@@ -207,8 +256,6 @@ def model_diagram(model) -> Figure:
 def sweep_curves(histories: dict[str, pandas.DataFrame], metric: str, best: str) -> Figure:
     """A sweep's trials: `metric` per epoch for each trial (`histories` by trial name), the
     `best` trial drawn bold; a trial stopped early ends where it stopped."""
-    from matplotlib.ticker import MaxNLocator
-
     figure = InlineFigure(figsize=(7.5, 4.4), layout="constrained")
     axis = figure.subplots()
     for name, history in histories.items():
@@ -218,7 +265,7 @@ def sweep_curves(histories: dict[str, pandas.DataFrame], metric: str, best: str)
         axis.plot(history["epoch"], history[metric], marker="o", markersize=3,
                   linewidth=2.6 if is_best else 1.0, alpha=1.0 if is_best else 0.6,
                   color="tab:red" if is_best else None, label=f"{name} (best)" if is_best else name)
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _whole_epochs(axis)
     axis.set_xlabel("epoch")
     axis.set_ylabel(metric)
     axis.set_title(f"{metric} of each trial")

@@ -227,11 +227,13 @@ def write_report(
     title: str,
     details: dict[str, str] | None = None,
     force: bool = True,
+    kept_epoch: int | None = None,
 ) -> Path:
     """Write the evaluation's pictures and `report.html` into `folder`; returns the report's path.
 
     `dataset` is the one evaluated (its images show the mistakes); `history` the per-epoch
-    training figures, or None when there are none. Pictures a report does not show (curves
+    training figures, or None when there are none, and `kept_epoch` the epoch the model was
+    kept from (None: the last; see `figures.training_curves`). Pictures a report does not show (curves
     without history, mistakes when there are none) are removed if left by an earlier report.
     """
     folder = Path(folder)
@@ -257,7 +259,7 @@ def write_report(
             check_new(folder / name, force)
 
     if has_history:
-        pictures.save(figures.training_curves(history), folder / CURVES_NAME, force=True)
+        pictures.save(figures.training_curves(history, kept_epoch), folder / CURVES_NAME, force=True)
     pictures.save(
         figures.confusion_matrix_figure(evaluation.confusion, normalize=False),
         folder / CONFUSION_NAME, force=True,

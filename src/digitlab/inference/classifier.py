@@ -14,12 +14,14 @@ slightly shifted copies of each image (`tta=True`, see `digitlab.inference.tta`)
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from digitlab.data.arrays import as_dataset, images_from_array, is_dataframe
 from digitlab.data.dataset import Dataset
 from digitlab.data.formats.image_folder import read_image
 from digitlab.data.sources import load
@@ -29,13 +31,14 @@ from digitlab.evaluation.metrics import Evaluation, evaluate
 from digitlab.evaluation.report import MOST_MISTAKES_SHOWN, mistakes_figure
 from digitlab.inference import model_files as modelio
 from digitlab.inference.ensembles import ENSEMBLE_FILENAME, load_ensemble_members, mean_probabilities_function
-from digitlab.inference.predict import images_to_predict, write_submission
+from digitlab.inference.predict import images_to_predict, labelled_submission_warning, write_submission
 from digitlab.inference.tta import tta_predict_function
 from digitlab.outputs import check_new
 from digitlab.shape import IMAGE_SIDE
 
 if TYPE_CHECKING:
     import keras
+    import pandas
     from matplotlib.figure import Figure
 
     from digitlab.recognition.batch import FileReading, ImageFile
@@ -45,21 +48,25 @@ __all__ = ["DEFAULT_EVALUATION_DATA", "Classifier", "DataSource", "Images", "as_
 
 DEFAULT_EVALUATION_DATA = "mnist:test"
 
-DataSource = Union[str, Path, Dataset]
-"""Labelled data: a source such as "mnist:test" or "train.csv", or a Dataset."""
+DataSource = Union[str, Path, Dataset, tuple, "pandas.DataFrame"]
+"""Labelled data: a source such as "mnist:test" or "train.csv", a Dataset, a pair (images, labels)
+of arrays or a DataFrame in Kaggle's layout (see `digitlab.data.arrays`)."""
 
-Images = Union[np.ndarray, Dataset, str, Path, Sequence[Union[str, Path, np.ndarray]]]
-"""Images to predict: uint8 (N, 28, 28) or one (28, 28), a Dataset, a source, or a list of image files."""
+Images = Union[np.ndarray, Dataset, str, Path, Sequence[Union[str, Path, np.ndarray]], "pandas.DataFrame"]
+"""Images to predict: an array (N, 784), (N, 28, 28), (N, 28, 28, 1) or one (28, 28) image, of
+uint8 or [0, 1] floats (see `digitlab.data.arrays`), a Dataset, a DataFrame of Kaggle's pixel
+columns, a source, or a list of image files."""
 
 
 def as_images(images: Images, offline: bool = False) -> np.ndarray:
     """uint8 (N, 28, 28) images from any of the forms `Classifier.predict` takes.
 
     A source (a file or folder name, "mnist:test") gives its test part when it has one, as the
-    `predict` command does; a list may hold image file paths (28x28 greyscale) or arrays.
+    `predict` command does; a list may hold image file paths (28x28 greyscale) or arrays. Arrays
+    are converted as `Dataset.from_arrays` converts them.
     """
-    if isinstance(images, Dataset):
-        return images.images
+    if isinstance(images, Dataset) or is_dataframe(images):
+        return as_dataset(images, "images").images
     if isinstance(images, (str, Path)):
         return images_to_predict(images, offline).images
     if isinstance(images, (list, tuple)):
@@ -71,14 +78,7 @@ def as_images(images: Images, offline: bool = False) -> np.ndarray:
     array = np.asarray(images)
     if array.shape == (IMAGE_SIDE, IMAGE_SIDE):
         array = array[np.newaxis]
-    if array.ndim != 3 or array.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise ValueError(f"images must have shape (N, 28, 28) or be one (28, 28) image, got {array.shape}")
-    if array.dtype != np.uint8:
-        raise ValueError(
-            f"images must be uint8 pixels 0..255, white ink on black as in MNIST, got {array.dtype}"
-            " (for floats in [0, 1] use (images * 255).round().astype(np.uint8))"
-        )
-    return array
+    return images_from_array(array, "images")
 
 
 class Classifier:
@@ -146,8 +146,10 @@ class Classifier:
     def predict_probabilities(self, images: Images) -> np.ndarray:
         """float32 (N, 10): each image's probability of being each digit 0..9.
 
-        `images` is uint8 (N, 28, 28) or one (28, 28) image, a Dataset, a source (a file or
-        folder of digits; its test part if it has one) or a list of 28x28 image files.
+        `images` is an array (N, 784), (N, 28, 28), (N, 28, 28, 1) or one (28, 28) image, of
+        uint8, integers 0..255 or floats in [0, 1] (see `Dataset.from_arrays`); a Dataset; a
+        DataFrame of Kaggle's pixel columns; a source (a file or folder of digits; its test part
+        if it has one) or a list of 28x28 image files.
         """
         return self._probabilities_of(as_images(images))
 
@@ -192,21 +194,28 @@ class Classifier:
         """Accuracy, loss, confusion matrix and per-class figures on labelled `data`.
 
         `data` is a source ("mnist:test", "train.csv"; a source with several parts gives its
-        train part unless one is named) or a Dataset; None means `default_data`.
+        train part unless one is named), a Dataset, a pair (images, labels) of arrays with
+        integer or one-hot labels, or a DataFrame in Kaggle's layout; None means `default_data`.
         """
         return self._evaluated(data)[1]
 
     def submit(
-        self, test_csv: str | Path | Dataset, path: str | Path, force: bool = False, offline: bool = False
+        self, test_csv: str | Path | Images, path: str | Path, force: bool = False, offline: bool = False
     ) -> Path:
         """Write a Kaggle Digit Recognizer submission (`ImageId,Label`) for the images of `test_csv`.
 
-        `test_csv` is Kaggle's test.csv, a folder holding it, any other source or a Dataset.
+        `test_csv` is Kaggle's test.csv, a folder holding it, any other source, or images in
+        memory as `predict` takes them (a Dataset, arrays, `pandas.read_csv("test.csv")`).
         An existing `path` is refused before any work unless `force`. Returns the path written.
         """
         path = check_new(path, force)
-        test = test_csv if isinstance(test_csv, Dataset) else images_to_predict(test_csv, offline)
-        return write_submission(path, self.predict(test), force)
+        test = images_to_predict(test_csv, offline) if isinstance(test_csv, (str, Path)) else test_csv
+        predicted = self.predict(test)
+        written = write_submission(path, predicted, force)
+        if isinstance(test, Dataset) and test.is_labelled:
+            source = test_csv if isinstance(test_csv, (str, Path)) else test.name
+            print(labelled_submission_warning(source, test.labels, predicted), file=sys.stderr, flush=True)
+        return written
 
     def plot_confusion_matrix(self, data: DataSource | None = None, normalize: bool = True) -> Figure:
         """The confusion matrix on `data` (see `evaluate`): rows true digits, columns predicted.
@@ -221,6 +230,29 @@ class Classifier:
         dataset, evaluation = self._evaluated(data)
         return mistakes_figure(evaluation, dataset, count)
 
+    def plot_predictions(self, data: DataSource | Images | None = None, count: int = 10, seed: int = 0) -> Figure:
+        """`count` images of `data` drawn at random (seeded), each titled with the digit predicted
+        and the model's confidence; where `data` is labelled, wrong ones are titled in red with
+        the true digit. `data` is a source, a Dataset, a pair (images, labels), a DataFrame or
+        images (see `predict`); None means `default_data`."""
+        if data is None:
+            data = self.default_data
+        if data is None:
+            raise DigitlabError("no images to show: give a source, a Dataset or images")
+        if isinstance(data, (str, Path)):
+            dataset = load(data)
+        elif isinstance(data, Dataset) or is_dataframe(data) or _is_images_and_labels(data):
+            dataset = as_dataset(data, "data")
+        else:
+            dataset = Dataset(as_images(data), name="images")
+        chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), min(count, len(dataset)), replace=False))
+        probabilities = self.predict_probabilities(dataset.images[chosen])
+        return figures.predictions_gallery(
+            dataset.images[chosen], probabilities.argmax(axis=1), probabilities.max(axis=1),
+            None if dataset.labels is None else dataset.labels[chosen],
+            title=f"{len(chosen)} of the {len(dataset):,} images of {dataset.name}",
+        )
+
     def _evaluated(self, data: DataSource | None) -> tuple[Dataset, Evaluation]:
         if data is None:
             if self.default_data is None:
@@ -228,8 +260,13 @@ class Classifier:
             if self._default_evaluation is not None:
                 return self.default_data, self._default_evaluation
             data = self.default_data
-        dataset = data if isinstance(data, Dataset) else load(data)
+        dataset = load(data) if isinstance(data, (str, Path)) else as_dataset(data, "data")
         return dataset, evaluate(self._probabilities_of, dataset)
+
+
+def _is_images_and_labels(value: Any) -> bool:
+    """A pair (images, labels) of arrays, not a list of two image files."""
+    return isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], (str, Path))
 
 
 def load_model(path: str | Path, tta: bool = False) -> Classifier:

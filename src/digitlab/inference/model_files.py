@@ -4,7 +4,11 @@ A model is a Keras 3 `.keras` file, a training run folder holding `model.keras` 
 `model.onnx`), a legacy `.h5` / `.hdf5` file saved by Keras 2 / tf.keras (old MNIST notebooks
 saved `cnn_for_mnist.h5`), or an `.onnx` file (`digitlab export`), which runs with ONNX Runtime
 instead of TensorFlow. Keras models are always loaded in Keras's safe mode: a file that holds
-Python code (a Lambda layer, a custom function) is refused, never run.
+Python code (a Lambda layer, a custom function) is refused, never run. Sequential models saved by
+Keras 2.2, which Keras 3's loader misreads, are rebuilt from their config and weights.
+
+`save_model` writes the files digitlab makes in Keras' own terms, so that plain
+`keras.saving.load_model` opens them without digitlab.
 
 digitlab's own models take the raw uint8 pixels and rescale them themselves. Models from
 elsewhere often take float (N, 28, 28, 1) or (N, 784) input scaled to [0, 1]; `input_adapter`
@@ -13,9 +17,12 @@ reshapes and rescales the images to suit each model.
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,9 +46,11 @@ __all__ = [
     "OnnxModel",
     "fastest_model_file",
     "input_adapter",
+    "keras_native_model",
     "load_model",
     "pixel_model",
     "predict_function_for",
+    "save_model",
 ]
 
 MODEL_FILENAME = "model.keras"
@@ -180,6 +189,13 @@ def _check_file_kind(path: Path) -> None:
         )
 
 
+_PYTHON_CODE_REFUSED = (
+    "refused: the model holds Python code (a Lambda layer or a custom function) that would "
+    "run when it is loaded, and digitlab loads models in safe mode only; rebuild it without "
+    "Lambda layers (use registered layers instead) and save it again"
+)
+
+
 def _first_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= _MESSAGE_LENGTH else text[: _MESSAGE_LENGTH - 3] + "..."
@@ -189,11 +205,7 @@ def _explain_load_failure(path: Path, error: Exception) -> str:
     text = str(error)
     legacy = path.suffix.lower() in LEGACY_SUFFIXES
     if "safe_mode" in text or "arbitrary code" in text:
-        return (
-            "refused: the model holds Python code (a Lambda layer or a custom function) that would "
-            "run when it is loaded, and digitlab loads models in safe mode only; rebuild it without "
-            "Lambda layers (use registered layers instead) and save it again"
-        )
+        return _PYTHON_CODE_REFUSED
     if "No model config found" in text or "No model found in config" in text:
         return (
             "holds only weights, no model architecture; build the model in code and load them "
@@ -233,15 +245,182 @@ def load_model(path: str | Path) -> keras.Model | OnnxModel:
         return _load_onnx_model(path)
     _check_file_kind(path)
     custom_objects = _digitlab_custom_objects()
+    legacy = path.suffix.lower() in LEGACY_SUFFIXES
     try:
-        model = keras.saving.load_model(
-            path, custom_objects=custom_objects, compile=False, safe_mode=True
-        )
+        with warnings.catch_warnings():
+            # Keras 3 reads a Keras 2 model's input shape as an argument it advises against.
+            warnings.filterwarnings("ignore", "Do not pass an `input_shape`", UserWarning)
+            model = keras.saving.load_model(path, custom_objects=custom_objects, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError...
-        raise ModelError(path, _explain_load_failure(path, error)) from error
+        model = _rebuilt_keras2_model(path, custom_objects) if legacy else None
+        if model is None:
+            raise ModelError(path, _explain_load_failure(path, error)) from error
     if not isinstance(model, keras.Model):
         raise ModelError(path, f"holds a {type(model).__name__}, not a Keras model")
     _plan_input(model, path)
+    return model
+
+
+def _keras_native_config(value: Any, fused_name: str) -> Any:
+    """A model config (nested dicts and lists) with the layers registered as `fused_name` made
+    Keras' BatchNormalization and mixed-precision dtype policies made float32."""
+    if isinstance(value, list):
+        return [_keras_native_config(item, fused_name) for item in value]
+    if not isinstance(value, dict):
+        return value
+    value = {key: _keras_native_config(item, fused_name) for key, item in value.items()}
+    if value.get("registered_name") == fused_name:
+        value |= {"module": "keras.layers", "class_name": "BatchNormalization", "registered_name": None}
+    policy = value.get("config")
+    if (isinstance(policy, dict) and str(value.get("class_name")).endswith("DTypePolicy")
+            and str(policy.get("name")).startswith("mixed_")):
+        value["config"] = {**policy, "name": "float32"}
+    return value
+
+
+def keras_native_model(model: keras.Model) -> keras.Model:
+    """An uncompiled copy of `model`, with its weights, made of Keras' own layers where it can be.
+
+    digitlab's FusedBatchNormalization becomes Keras' BatchNormalization (the same layer outside
+    training, with the same four weights), and mixed-precision layers become float32 ones (their
+    weights are float32 already). Saving the copy saves no optimizer.
+    """
+    from digitlab.models.layers import FusedBatchNormalization
+
+    fused_name = keras.saving.get_registered_name(FusedBatchNormalization)
+    copy = type(model).from_config(_keras_native_config(model.get_config(), fused_name))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def save_model(model: keras.Model, path: str | Path) -> None:
+    """Write `model` to the `.keras` file `path` (or `.h5`, Keras' legacy format) in Keras' own terms.
+
+    Plain `keras.saving.load_model(path)` opens the file in a Python that never imported digitlab
+    and predicts as `model` does, for any model made of Keras layers: see `keras_native_model`.
+    The file holds no optimizer; resuming training reads a run's checkpoints instead. A model with
+    digitlab's LocallyConnected2D, which Keras 3 no longer ships, needs `import digitlab.models`
+    (which registers it) before plain Keras can load it. `path` is written directly: give
+    `digitlab.outputs.write_file` this function to write it atomically.
+    """
+    keras_native_model(model).save(path)
+
+
+# --- Keras 2.2 .h5 files, which Keras 3's loader misreads ------------------------------------
+
+# Keras 2.2 wrote he_normal and lecun_normal as VarianceScaling with distribution "normal",
+# which was a truncated normal; Keras 3 knows only the later name.
+_KERAS2_DISTRIBUTIONS = {"normal": "truncated_normal"}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _keras3_values(value: Any) -> Any:
+    """A Keras 2 config value (nested dicts and lists) with the names Keras 3 renamed mapped."""
+    if isinstance(value, list):
+        return [_keras3_values(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    value = {key: _keras3_values(item) for key, item in value.items()}
+    inner = value.get("config")
+    if value.get("class_name") == "VarianceScaling" and isinstance(inner, dict):
+        inner["distribution"] = _KERAS2_DISTRIBUTIONS.get(inner.get("distribution"), inner.get("distribution"))
+    return value
+
+
+def _accepted_options(layer_class: type) -> set[str]:
+    """The config keys `layer_class(**config)` takes: its own arguments and those it passes on
+    through **kwargs, up to keras.layers.Layer's."""
+    accepted: set[str] = set()
+    for cls in layer_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(vars(cls)["__init__"]).parameters.values()
+        accepted |= {parameter.name for parameter in parameters
+                     if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}
+        if cls is keras.layers.Layer or all(parameter.kind != parameter.VAR_KEYWORD for parameter in parameters):
+            break
+    return accepted - {"self"}
+
+
+def _keras3_layer(entry: dict[str, Any], custom_objects: dict[str, type], path: Path) -> keras.layers.Layer:
+    """The Keras 3 layer for one layer entry of a Keras 2 Sequential config."""
+    class_name = entry.get("class_name")
+    if class_name == "Lambda":
+        raise ModelError(path, _PYTHON_CODE_REFUSED)
+    layer_class = custom_objects.get(class_name) or getattr(keras.layers, str(class_name), None)
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise ModelError(path, f"a Keras 2 model with the layer {class_name!r}, which Keras 3 does not have; rebuild "
+                               f"the architecture in code and load the weights with model.load_weights('{path.name}')")
+    config = _keras3_values(dict(entry.get("config") or {}))
+    axis = config.get("axis")
+    if isinstance(axis, list) and len(axis) == 1:  # Keras 2 wrote BatchNormalization's axis as [3]
+        config["axis"] = axis[0]
+    accepted = _accepted_options(layer_class)
+    return layer_class.from_config({key: value for key, value in config.items() if key in accepted})
+
+
+def _keras2_sequential(
+    model_config: dict[str, Any], custom_objects: dict[str, type], path: Path
+) -> keras.Model | None:
+    """Build the Sequential model a Keras 2 config describes, its input from the first layer's
+    `batch_input_shape`; None if the config is not of such a model."""
+    if model_config.get("class_name") != "Sequential":
+        return None
+    config = model_config.get("config")
+    # Keras 2.2.4 wrote the list of layers; later versions {"name": ..., "layers": [...]}.
+    entries = config if isinstance(config, list) else (config or {}).get("layers")
+    name = None if isinstance(config, list) else config.get("name")
+    if not entries or not isinstance(entries, list):
+        return None
+    first = entries[0].get("config") or {}
+    batch_shape = first.get("batch_input_shape")
+    if batch_shape is None:
+        return None
+    inputs = keras.Input(batch_shape=tuple(batch_shape), dtype=first.get("dtype") or "float32")
+    if entries[0].get("class_name") == "InputLayer":
+        entries = entries[1:]
+    layers = [_keras3_layer(entry, custom_objects, path) for entry in entries]
+    return keras.Sequential([inputs, *layers], name=name)
+
+
+def _load_keras2_weights(group: Any, model: keras.Model, path: Path) -> None:
+    """Give every layer of `model` the weights stored for it by name in the h5py `group`, in the
+    order of the layer group's `weight_names`."""
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in group:
+            raise ModelError(path, f"holds no weights for its layer {layer.name!r}")
+        layer_group = group[layer.name]
+        values = [np.asarray(layer_group[_text(name)]) for name in layer_group.attrs.get("weight_names", [])]
+        stored = [value.shape for value in values]
+        needed = [tuple(weight.shape) for weight in layer.weights]
+        if stored != needed:
+            raise ModelError(
+                path, f"the weights stored for layer {layer.name!r} have shapes {stored}; the layer needs {needed}"
+            )
+        layer.set_weights(values)
+
+
+def _rebuilt_keras2_model(path: Path, custom_objects: dict[str, type]) -> keras.Model | None:
+    """The Keras 2 Sequential model in the .h5 file `path`, rebuilt from its config and weights with
+    h5py; None when the file holds something else, so that Keras 3's own error is reported."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            if "model_config" not in file.attrs:
+                return None
+            model = _keras2_sequential(json.loads(_text(file.attrs["model_config"])), custom_objects, path)
+            if model is not None:
+                _load_keras2_weights(file["model_weights"] if "model_weights" in file else file, model, path)
+    except ModelError:
+        raise
+    except Exception:  # anything unexpected in the file: Keras 3's own error says more
+        return None
     return model
 
 

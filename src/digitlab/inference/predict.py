@@ -1,8 +1,10 @@
 """Predicting digits with a trained model, and writing predictions and Kaggle submissions.
 
 Kaggle's "Digit Recognizer" wants a CSV with the header `ImageId,Label` and one row per row of
-its test.csv, ImageId counting from 1. Like every digitlab output, these files are written
-whole or not at all, and never replace an existing file unless asked to.
+its test.csv, ImageId counting from 1; the `id` of predictions counts the same way, so row `id`
+of predictions.csv is row `ImageId` of the submission (and the id-th image of the source). Like
+every digitlab output, these files are written whole or not at all, and never replace an
+existing file unless asked to.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import numpy as np
 from digitlab.compute.backend import keras as _started_keras
 from digitlab.data.dataset import Dataset
 from digitlab.data.sources import load_parts
+from digitlab.inference.columns import FILE_COLUMNS, FIRST_ID, PREDICTION_COLUMNS
 from digitlab.inference.model_files import DEFAULT_BATCH_SIZE, input_adapter
 from digitlab.outputs import check_new, write_bytes
 from digitlab.shape import NUM_CLASSES
 
 keras = _started_keras()
 
-__all__ = ["predict_probabilities", "submit", "write_predictions", "write_submission"]
+__all__ = ["FIRST_ID", "PREDICTION_COLUMNS", "predict_probabilities", "submit", "write_file_predictions",
+           "write_predictions", "write_submission"]
 
 SUBMISSION_HEADER = "ImageId,Label"
-PREDICTION_COLUMNS = ["id", "label", *(f"p{digit}" for digit in range(NUM_CLASSES))]
 
 
 def predict_probabilities(
@@ -50,9 +53,10 @@ def _checked_probabilities(probabilities: np.ndarray, count: int) -> np.ndarray:
 
 
 def write_predictions(
-    path: str | Path, dataset: Dataset, probabilities: np.ndarray, force: bool = False, first_id: int = 0
+    path: str | Path, dataset: Dataset, probabilities: np.ndarray, force: bool = False, first_id: int = FIRST_ID
 ) -> Path:
-    """Write `id,label,p0,...,p9`: one row per image of `dataset`, ids from `first_id` (0).
+    """Write `id,label,p0,...,p9`: one row per image of `dataset`, ids from `first_id` (1, as
+    a submission's ImageId, so the id-th image has id `id`).
 
     `label` is the predicted digit (the most probable one); probabilities have 6 decimals.
     Refuses to replace an existing file unless `force`.
@@ -75,6 +79,34 @@ def write_predictions(
     return write_bytes(path, buffer.getvalue(), force)
 
 
+def write_file_predictions(
+    path: str | Path, files: list[str], statuses: list[str], probabilities: np.ndarray, force: bool = False,
+    first_id: int = FIRST_ID,
+) -> Path:
+    """Write `id,label,p0,...,p9,path,status`: one row per image file, in order, ids from `first_id`.
+
+    `statuses` are the files' ("ok", "no digit" or "unreadable: <reason>", as
+    `digitlab.recognition.batch.single_digits` gives them) and `probabilities` the predictions of
+    the files that are "ok", in order; the other rows leave label and probabilities empty.
+    """
+    from digitlab.recognition.batch import OK
+
+    probabilities = _checked_probabilities(probabilities, sum(status == OK for status in statuses))
+    if len(files) != len(statuses):
+        raise ValueError(f"{len(files)} files but {len(statuses)} statuses")
+    check_new(path, force)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*PREDICTION_COLUMNS, *FILE_COLUMNS])
+    predicted = iter(probabilities.astype(np.float64))
+    for image_id, (file, status) in enumerate(zip(files, statuses), start=first_id):
+        row = next(predicted) if status == OK else None
+        figures = [""] * (1 + NUM_CLASSES) if row is None else [str(row.argmax()), *(f"{value:.6f}" for value in row)]
+        writer.writerow([image_id, *figures, file, status])
+    # surrogateescape: a file name that is not UTF-8 is written back as the bytes it was
+    return write_bytes(path, buffer.getvalue().encode("utf-8", "surrogateescape"), force)
+
+
 def write_submission(path: str | Path, labels: np.ndarray, force: bool = False) -> Path:
     """Write a Kaggle Digit Recognizer submission: `ImageId,Label`, ImageId from 1, `\\n` endings.
 
@@ -95,6 +127,14 @@ def write_submission(path: str | Path, labels: np.ndarray, force: bool = False) 
     text = "\n".join([SUBMISSION_HEADER, *rows]) + "\n"
     # Bytes, not text: text mode would write \r\n on Windows.
     return write_bytes(path, text.encode("ascii"), force)
+
+
+def labelled_submission_warning(source: str | Path, labels: np.ndarray, predicted: np.ndarray) -> str:
+    """One line warning that a submission was made for labelled data (such as train.csv), with
+    the accuracy of the predictions on those labels."""
+    accuracy = float(np.mean(np.asarray(predicted) == np.asarray(labels)))
+    return (f"warning: {source} has a label column: a submission is normally made for the unlabelled "
+            f"test.csv; written all the same (accuracy on its labels: {accuracy:.2%})")
 
 
 def images_to_predict(source: str | Path, offline: bool = False) -> Dataset:

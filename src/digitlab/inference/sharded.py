@@ -4,8 +4,11 @@ The inputs are cut into shards: each data file (Kaggle CSV, IDX images file, .np
 the images of an image folder (or image files given one by one) are cut into blocks of
 `images_per_block`. Each shard's predictions go to their own file in the output folder,
 part-00000.csv, part-00001.csv, ..., written atomically, with the columns of `digitlab predict`
-(`id,label,p0..p9`) and ids counting on from the shard before, so the parts read in order are
-the predictions of all the inputs as one.
+(`id,label,p0..p9`, ids from 1) and ids counting on from the shard before, so the parts read in
+order are the predictions of all the inputs as one. A block of image files answers every file:
+its part adds the columns `path` and `status` ("ok", "no digit" or "unreadable: <reason>", as
+`digitlab predict` gives them), and a file that holds no digit or is no image keeps its row and
+its id, with no label or probabilities.
 
 The folder also holds shards.json, the plan: the model, and each part's source and ids. A run
 that stopped part-way continues when started again with the same model and inputs: a part file
@@ -32,11 +35,14 @@ import numpy as np
 from digitlab.data.compressed import GZIP_MAGIC, first_bytes
 from digitlab.data.formats import idx, image_folder
 from digitlab.errors import DataError, DigitlabError, OutputExistsError
+from digitlab.inference.columns import FIRST_ID
+from digitlab.shape import NUM_CLASSES
 
 __all__ = ["DEFAULT_IMAGES_PER_BLOCK", "PLAN_FILENAME", "Shard", "ShardedPrediction", "plan_shards",
            "predict_sharded", "read_predictions"]
 
 PLAN_FILENAME = "shards.json"
+PLAN_VERSION = 2  # 2: ids from 1, and image files answered one by one
 DEFAULT_IMAGES_PER_BLOCK = 10_000
 _DATA_SUFFIXES = (".csv", ".csv.gz", ".npz")
 _IDX_HEADER = 16  # magic number and the three sizes of an IDX images file
@@ -148,7 +154,7 @@ def plan_shards(inputs: Sequence[str | Path], images_per_block: int = DEFAULT_IM
     if not inputs:
         raise DigitlabError("no inputs to predict")
     shards: list[Shard] = []
-    next_id = 0
+    next_id = FIRST_ID
     for source, files in _input_groups(inputs):
         if len(files) == 1 and _is_data_file(files[0]) and not image_folder.is_image_file(files[0]):
             count = _count_images(files[0])
@@ -165,13 +171,11 @@ def plan_shards(inputs: Sequence[str | Path], images_per_block: int = DEFAULT_IM
 
 
 def read_shard(shard: Shard) -> np.ndarray:
-    """A shard's images, uint8 (N, 28, 28); checked to be as many as the plan says."""
+    """A data file's images, uint8 (N, 28, 28); checked to be as many as the plan says. (A block
+    of image files is read file by file, each answered with its status: see `predict_shard`.)"""
     from digitlab.inference.predict import images_to_predict
 
-    if shard.files:
-        images = image_folder.read_images([Path(file) for file in shard.files])
-    else:
-        images = images_to_predict(shard.source).images
+    images = images_to_predict(shard.source).images
     if len(images) != shard.count:
         raise DataError(shard.source, f"holds {len(images)} images, but {shard.count} when the work was planned; "
                         "was it changed? Start again with --force")
@@ -179,10 +183,17 @@ def read_shard(shard: Shard) -> np.ndarray:
 
 
 def predict_shard(shard: Shard, predict: Callable[[np.ndarray], np.ndarray], folder: Path) -> int:
-    """Predict one shard and write its part file atomically; the number of images."""
+    """Predict one shard and write its part file atomically; the number of images (or files)."""
     from digitlab.data.dataset import Dataset
-    from digitlab.inference.predict import write_predictions
+    from digitlab.inference.predict import write_file_predictions, write_predictions
+    from digitlab.recognition.batch import single_digits
 
+    if shard.files:
+        digits, statuses = single_digits(shard.files)
+        probabilities = predict(digits) if len(digits) else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        write_file_predictions(folder / shard.part_name, list(shard.files), statuses, probabilities,
+                               force=True, first_id=shard.first_id)
+        return len(shard.files)
     images = read_shard(shard)
     probabilities = predict(images)
     write_predictions(folder / shard.part_name, Dataset(images, None, name=shard.part_name), probabilities,
@@ -191,7 +202,7 @@ def predict_shard(shard: Shard, predict: Callable[[np.ndarray], np.ndarray], fol
 
 
 def _plan_record(model: Path, shards: list[Shard], tta: bool) -> dict[str, Any]:
-    return {"format": "digitlab-shards", "version": 1, "model": str(model.resolve()), "tta": tta,
+    return {"format": "digitlab-shards", "version": PLAN_VERSION, "model": str(model.resolve()), "tta": tta,
             "shards": [dataclasses.asdict(shard) | {"files": list(shard.files), "part": shard.part_name}
                        for shard in shards]}
 
@@ -241,9 +252,16 @@ class _ShardPredictor:
         self.shards = shards
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        numbers = [int(number) for number in batch["shard"]]
-        counts = [predict_shard(self.shards[number], self.predict, self.folder) for number in numbers]
-        return {"shard": np.array(numbers, dtype=np.int64), "images": np.array(counts, dtype=np.int64)}
+        numbers, counts, errors = [int(number) for number in batch["shard"]], [], []
+        for number in numbers:
+            try:
+                counts.append(predict_shard(self.shards[number], self.predict, self.folder))
+                errors.append("")
+            except DigitlabError as error:  # sent back as its line: Ray would wrap it in a traceback
+                counts.append(0)
+                errors.append(str(error))
+        return {"shard": np.array(numbers, dtype=np.int64), "images": np.array(counts, dtype=np.int64),
+                "error": np.array(errors, dtype=object)}
 
 
 def _run_on_ray(model: Path, folder: Path, shards: list[Shard], pending: list[Shard], tta: bool,
@@ -266,6 +284,8 @@ def _run_on_ray(model: Path, folder: Path, shards: list[Shard], pending: list[Sh
         )
         try:
             for row in predicted.iter_rows():
+                if row["error"]:
+                    raise DigitlabError(row["error"])
                 on_shard(shards[int(row["shard"])])
         except Exception as error:  # a worker's error arrives wrapped by Ray
             cause = error

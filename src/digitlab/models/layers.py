@@ -29,6 +29,9 @@ def _fan(mode: str, fan_in: int, fan_out: int) -> float:
 class LocallyConnected2D(keras.layers.Layer):
     """A 2D convolution whose weights are not shared between output positions.
 
+    Importing `digitlab.models` registers it, so that plain `keras.saving.load_model` opens files
+    holding it; `import digitlab` alone does not, as it leaves Keras and TensorFlow unloaded.
+
     For every output position (i, j) and filter f the output is the sum, over
     the kernel window and the input channels, of input times the kernel of
     position (i, j), plus `bias[i, j, f]`. Inputs are channels_last,
@@ -217,10 +220,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     small convnet 40% of its training time, and TensorFlow's single FusedBatchNormV3 kernel saves
     most of it. The results are those of BatchNormalization: the same weights, the same moving
     averages (the kernel's Bessel-corrected variance is turned back into Keras' biased one) and,
-    outside training or on other backends, the same code path. A file saved with this layer loads
-    as it is wherever digitlab is installed. Under a mixed-precision policy the kernel takes the
-    bfloat16 or float16 activations as they are and keeps its statistics in float32, which halves
-    the training time of a mid-sized convnet on a CPU with AMX.
+    outside training or on other backends, the same code path. Run folders store it as Keras'
+    BatchNormalization (`digitlab.inference.model_files.save_model`), so plain Keras opens them;
+    a file saved with this layer loads wherever digitlab is installed. Under a mixed-precision
+    policy the kernel takes the bfloat16 or float16 activations as they are and keeps its
+    statistics in float32, which halves the training time of a mid-sized convnet on a CPU with AMX.
     """
 
     def _fusable(self, inputs: Any, training: Any, mask: Any) -> bool:

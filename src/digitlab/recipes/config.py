@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -17,6 +19,9 @@ SCHEDULES = ("constant", "exponential", "plateau", "cosine", "one-cycle")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DEFAULT_RECIPE = "fast"  # what `digitlab train` trains when given no recipe
+# The options that name one of a few values, which are matched ignoring case (see `choose`).
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS,
+           "plateau_monitor": METRICS, "early_stopping_monitor": METRICS, "checkpoint_monitor": METRICS}
 
 
 class ConfigError(DigitlabError, ValueError):
@@ -96,6 +101,9 @@ class TrainingConfig:
     recipe: str = "custom"
     data: str = "mnist"
     validation: float | int | str = 0.1  # fraction, count, or a source of its own
+    # watch only the first this-many validation images during training (quicker epochs); the
+    # whole split is still evaluated and calibrated on at the end
+    validation_monitor: int | None = None
     train_limit: int | None = None  # use a stratified subset of this many training images
     split_seed: int | None = None  # seed of train_limit and the validation split; default: seed
     bootstrap: bool = False  # bagging: train on a same-size sample of the training split, with replacement
@@ -137,15 +145,16 @@ class TrainingConfig:
 
     def validate(self) -> None:
         """Refuse values that would fail late or, worse, silently do nothing."""
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
+        for name in ("optimizer", "schedule", "precision"):
+            choose(name, getattr(self, name), CHOICES[name])
         for name in ("plateau_monitor", "early_stopping_monitor", "checkpoint_monitor"):
             value = getattr(self, name)
             if value not in METRICS:
-                hint = " (Keras 3 logs it as 'val_accuracy')" if value in ("val_acc", "acc") else ""
+                keras_name = value in ("val_acc", "acc")
+                hint = " (Keras 3 logs it as 'val_accuracy')" if keras_name else ""
                 raise ConfigError(
                     f"{name} = {value!r} is not a metric training logs{hint}; choose one of {', '.join(METRICS)}"
+                    f"{'' if keras_name else did_you_mean(value, METRICS)}"
                 )
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
@@ -158,6 +167,8 @@ class TrainingConfig:
             raise ConfigError(f"validation fraction must be in [0, 1), got {self.validation}")
         if isinstance(self.validation, int) and not isinstance(self.validation, bool) and self.validation < 0:
             raise ConfigError(f"validation count must not be negative, got {self.validation}")
+        if self.validation_monitor is not None and self.validation_monitor < 1:
+            raise ConfigError(f"validation_monitor must be a positive count, got {self.validation_monitor}")
         if self.train_limit is not None:
             _positive("train_limit", self.train_limit)
         if self.threads is not None:
@@ -178,9 +189,33 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(allowed)}")
+def _choice_key(text: str) -> str:
+    return text.casefold().replace("_", "-")
+
+
+def spelled_as_allowed(value: Any, allowed: Sequence[str]) -> Any:
+    """`value` as `allowed` spells it when it is one of them but for case, or `-` for `_`
+    ("RMSprop" is "rmsprop", "one_cycle" "one-cycle"), and only one matches; else `value`."""
+    if not isinstance(value, str) or value in allowed:
+        return value
+    matches = [option for option in allowed if _choice_key(option) == _choice_key(value)]
+    return matches[0] if len(matches) == 1 else value
+
+
+def did_you_mean(value: Any, allowed: Sequence[str]) -> str:
+    """"; did you mean 'adam'?" for the value in `allowed` nearest to `value`, or "" if none is near."""
+    keys = {_choice_key(option): option for option in allowed}
+    close = difflib.get_close_matches(_choice_key(str(value)), keys, n=1)
+    return f"; did you mean {keys[close[0]]!r}?" if close else ""
+
+
+def choose(name: str, value: Any, allowed: Sequence[str]) -> str:
+    """`value` as `allowed` spells it (see `spelled_as_allowed`); one that is not among them is a
+    ConfigError naming option `name`, the choices and the nearest."""
+    chosen = spelled_as_allowed(value, allowed)
+    if chosen not in allowed:
+        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(allowed)}{did_you_mean(value, allowed)}")
+    return chosen
 
 
 def _whole_number(name: str, value: Any) -> None:
@@ -250,6 +285,8 @@ def apply(config: TrainingConfig, settings: dict[str, Any], origin: str) -> Trai
             updates[name] = dict(config.model_options) | value
         elif name in _FIELD_TYPES:
             updates[name] = value if value is None else _checked_value(name, value, origin)
+            if name in CHOICES:
+                updates[name] = spelled_as_allowed(updates[name], CHOICES[name])
         else:
             raise ConfigError(f"{origin}: unknown key {name!r}; known keys: {', '.join(_FIELD_TYPES)}")
     if "model" in settings and "model_options" not in settings and settings["model"] != config.model:
@@ -276,13 +313,27 @@ def recipe_names() -> list[str]:
     return sorted(item.name.removesuffix(".toml") for item in folder.iterdir() if item.name.endswith(".toml"))
 
 
+def _is_recipe_file(name: str) -> bool:
+    return name.endswith(".toml") or "/" in name
+
+
+def recipe_name(name: str) -> str:
+    """A shipped recipe's name as spelled (matched ignoring case) or a recipe file's path as given;
+    an unknown recipe is an error listing the recipes and suggesting the nearest."""
+    if _is_recipe_file(name):
+        return name
+    names = recipe_names()
+    chosen = spelled_as_allowed(name, names)
+    if chosen not in names:
+        raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(names)}{did_you_mean(name, names)}")
+    return chosen
+
+
 def recipe_settings(name: str) -> dict[str, Any]:
     """The settings of a shipped recipe, or of a recipe file given by path."""
-    if name.endswith(".toml") or "/" in name:
+    if _is_recipe_file(name):
         return read_toml(Path(name))
-    resource = resources.files("digitlab") / "recipes" / f"{name}.toml"
-    if not resource.is_file():
-        raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}")
+    resource = resources.files("digitlab") / "recipes" / f"{recipe_name(name)}.toml"
     return tomllib.loads(resource.read_text(encoding="utf-8"))
 
 
@@ -292,6 +343,7 @@ def resolve(
     """Defaults < recipe < config file < overrides (e.g. command-line flags)."""
     config = TrainingConfig()
     if recipe is not None:
+        recipe = recipe_name(recipe)
         settings = recipe_settings(recipe)
         settings.setdefault("recipe", Path(recipe).stem if recipe.endswith(".toml") else recipe)
         config = _validated(apply(config, settings, f"recipe {recipe}"), f"recipe {recipe}")

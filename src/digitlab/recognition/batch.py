@@ -8,10 +8,13 @@ files of the inputs (image files, and folders searched through, label folders 0.
 - "no digit": the image holds no ink,
 - "unreadable: <reason>": the file is missing, empty, damaged or not an image.
 
-One bad file never ends the batch. Preparing an image (`digitlab.preparation.prepare`: decoding
-it and cutting out its MNIST-style digits) takes most of the time, so for more than a few files
-it runs in one worker process per core, a chunk of files per task; the workers import only the
-preparation, never TensorFlow. The digits of many files go to the model together, in calls of
+One bad file never ends the batch. `single_digits` answers files with the same statuses where
+each is one digit read as a data source reads it (`digitlab predict --ray` over image folders).
+
+Preparing an image (`digitlab.preparation.prepare`: decoding it and cutting out its
+MNIST-style digits) takes most of the time, so for more than a few files it runs in one worker
+process per core, a chunk of files per task; the workers import only the preparation, never
+TensorFlow. The digits of many files go to the model together, in calls of
 `DIGITS_PER_CALL` digits whichever way they were prepared, so a batch read by workers and one
 read in this process give the same answers.
 
@@ -29,7 +32,7 @@ import re
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -39,14 +42,14 @@ from typing import Any, Union
 import numpy as np
 
 from digitlab.data.formats import idx
-from digitlab.data.formats.image_folder import IMAGE_SUFFIXES, is_image_file, visible_entries
-from digitlab.errors import DataError, DigitlabError
+from digitlab.data.formats.image_folder import IMAGE_SUFFIXES, is_image_file, read_image, visible_entries
+from digitlab.errors import DataError, DigitlabError, NoDigitError
 from digitlab.preparation import prepare
 from digitlab.recognition.readings import PredictFunction, Reading, predict_digits, read, reading_from
 from digitlab.shape import IMAGE_SIDE, NUM_CLASSES
 
 __all__ = ["DIGITS_PER_CALL", "NO_DIGIT", "OK", "UNREADABLE", "FileReading", "ImageFile", "image_files",
-           "is_image_input", "label_accuracy", "read_files", "status_counts"]
+           "is_image_input", "label_accuracy", "read_files", "single_digits", "status_counts"]
 
 OK = "ok"
 NO_DIGIT = "no digit"
@@ -176,13 +179,18 @@ _Prepared = Union[tuple[np.ndarray, list[tuple[int, int, int, int]]], str]
 """A prepared file: its digits, uint8 (K, 28, 28), and their boxes; or why it is unreadable."""
 
 
+def _failure_reason(error: Exception) -> str:
+    """Why a file could not be read, as its status gives it: a DataError's problem, else what was raised."""
+    if isinstance(error, DataError):
+        return error.problem
+    return f"could not be prepared ({type(error).__name__}: {error})"
+
+
 def _prepare_file(path: str, multi_digit: bool) -> _Prepared:
     try:
         prepared = prepare(path, multi_digit=multi_digit)
-    except DataError as error:
-        return error.problem
     except Exception as error:  # one odd file must not end the batch; its row says what happened
-        return f"could not be prepared ({type(error).__name__}: {error})"
+        return _failure_reason(error)
     digits = np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
     if prepared.digits:
         digits = np.stack(prepared.digits)
@@ -345,6 +353,27 @@ def _read_with_debug(
         if on_progress is not None:
             on_progress(len(results), len(files))
     return results
+
+
+def _single_digit(path: Path) -> tuple[np.ndarray | None, str]:
+    try:
+        return read_image(path), OK
+    except NoDigitError:
+        return None, NO_DIGIT
+    except Exception as error:  # one odd file must not end the batch; its row says what happened
+        return None, _unreadable(_failure_reason(error))
+
+
+def single_digits(paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str]]:
+    """Each image file read as one 28x28 digit, as a data source reads it (`image_folder.read_image`:
+    28x28 grey images as they are, others prepared), with its status: "ok", "no digit" or
+    "unreadable: <reason>". A bad file never stops the others. Returns the digits of the files
+    that are "ok", uint8 (K, 28, 28) in order, and every file's status."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(_single_digit, [Path(path) for path in paths]))
+    digits = [digit for digit, _ in results if digit is not None]
+    stacked = np.stack(digits) if digits else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+    return stacked, [status for _, status in results]
 
 
 # Summing up

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from digitlab.data.dataset import Dataset
     from digitlab.evaluation.metrics import Evaluation
     from digitlab.inference.classifier import Classifier, DataSource, Images
 
@@ -29,8 +28,9 @@ class ClassifierMethods:
         return f", accuracy {accuracy:.4f}" if accuracy is not None else ""
 
     def evaluate(self, data: DataSource | None = None) -> Evaluation:
-        """Accuracy, loss, confusion matrix and per-class figures on labelled `data` (a source
-        or Dataset); None: the evaluation made at the end of training."""
+        """Accuracy, loss, confusion matrix and per-class figures on labelled `data` (a source, a
+        Dataset, (images, labels) arrays or a DataFrame; see `Classifier.evaluate`); None: the
+        evaluation made at the end of training."""
         return self.classifier.evaluate(data)
 
     def predict(self, images: Images) -> np.ndarray:
@@ -41,7 +41,7 @@ class ClassifierMethods:
         """float32 (N, 10) probabilities of each digit; see `Classifier.predict_probabilities`."""
         return self.classifier.predict_probabilities(images)
 
-    def submit(self, test_csv: str | Path | Dataset, path: str | Path, force: bool = False,
+    def submit(self, test_csv: str | Path | Images, path: str | Path, force: bool = False,
                offline: bool = False) -> Path:
         """Write a Kaggle submission for `test_csv`; see `Classifier.submit`."""
         return self.classifier.submit(test_csv, path, force, offline)
@@ -54,3 +54,8 @@ class ClassifierMethods:
     def plot_mistakes(self, data: DataSource | None = None, count: int = MOST_MISTAKES_SHOWN) -> Figure:
         """The `count` most confident mistakes on `data` (None: see `evaluate`)."""
         return self.classifier.plot_mistakes(data, count)
+
+    def plot_predictions(self, data: DataSource | Images | None = None, count: int = 10, seed: int = 0) -> Figure:
+        """`count` images of `data` (None: see `evaluate`) titled with the digit predicted; see
+        `Classifier.plot_predictions`."""
+        return self.classifier.plot_predictions(data, count, seed)

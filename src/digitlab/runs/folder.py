@@ -4,6 +4,7 @@ A run folder is written by training (and by ensembles and sweeps, whose members 
 
     runs/<time>-<recipe>/
         config.toml     the settings it was trained with, and the library versions
+        data/           data it was given in memory (arrays, DataFrames), which config.toml names
         history.csv     one row per epoch
         checkpoints/    the last and the best epoch, while it trains (see training.checkpoints)
         model.keras     the trained model
@@ -34,6 +35,7 @@ CONFIG_FILE = "config.toml"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"  # the name digitlab.inference.model_files looks for in a folder
 METRICS_FILE = "metrics.json"
+DATA_FOLDER = "data"
 
 
 def library_versions() -> dict[str, str]:
@@ -74,6 +76,16 @@ def new_run_folder(config: TrainingConfig) -> Path:
     return new_folder(config.runs_dir, config.recipe)
 
 
+def keep_data(folder: Path, part: str, dataset: Dataset) -> str:
+    """Write data given in memory into the run folder, as data/<part>.npz (Keras's layout, one
+    part), and return the source that reads it back: the file's absolute path, which means the
+    same from any working folder, as a resumed run or `digitlab train --config` needs."""
+    from digitlab.data.formats import npz
+
+    path = Path(folder).resolve() / DATA_FOLDER / f"{part}.npz"
+    return str(npz.write(path, {part: dataset}))
+
+
 def run_config(folder: Path) -> TrainingConfig:
     """The configuration a run folder was trained with: its config.toml, library versions aside."""
     config_path = Path(folder) / CONFIG_FILE
@@ -103,8 +115,9 @@ def finish_run(
     """Write the end of a trained run (or ensemble) into its folder.
 
     Each evaluated split's accuracy, loss and calibration error join `metrics`; the report and
-    its pictures show the split `shown` (by default the one `report_split` picks); metrics.json
-    is written last. Its presence
+    its pictures show the split `shown` (by default the one `report_split` picks), the curves
+    marking the epoch kept, `metrics["best_epoch"]` (the last when None); metrics.json is
+    written last. Its presence
     is what marks a run finished, so a run stopped while finishing resumes and finishes again.
     """
     from digitlab.evaluation.report import write_report  # matplotlib: only a finishing run needs it
@@ -115,5 +128,6 @@ def finish_run(
         metrics[f"{name}_calibration_error"] = round(float(evaluation.calibration_error), 6)
     shown = shown or report_split(evaluations)
     if shown is not None:
-        write_report(folder, evaluations[shown], datasets[shown], history, title=title, details=details)
+        write_report(folder, evaluations[shown], datasets[shown], history, title=title, details=details,
+                     kept_epoch=metrics.get("best_epoch"))
     write_text(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n", force=True)

@@ -55,8 +55,9 @@ class Run(ClassifierMethods):
                           default_evaluation=self.evaluation)
 
     def plot_curves(self) -> Figure:
-        """Accuracy, loss and learning rate per epoch, training against validation."""
-        return figures.training_curves(self.history)
+        """Accuracy, loss and learning rate per epoch, training against validation; the epoch
+        the model was kept from is marked."""
+        return figures.training_curves(self.history, self.metrics.get("best_epoch"))
 
 
 @dataclass

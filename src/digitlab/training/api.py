@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from digitlab.data.arrays import as_dataset
 from digitlab.data.dataset import Dataset
 from digitlab.errors import DigitlabError
 from digitlab.recipes.config import DEFAULT_RECIPE, Augmentation, ConfigError, TrainingConfig, resolve
 from digitlab.runs.run import Run
+from digitlab.training.fit import HELD_PARTS, known_model
 from digitlab.training.fit import resume as resume_run
 from digitlab.training.fit import train as train_config
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["DEFAULT_RECIPE", "TRAINING_OPTIONS", "train"]
 
@@ -34,11 +42,6 @@ def checked_options(overrides: dict[str, Any]) -> dict[str, Any]:
                 f"digitlab.train got an unknown option {name!r}{hint}; "
                 f"options are: {', '.join(TRAINING_OPTIONS)}"
             )
-        if isinstance(value, Dataset):
-            raise ConfigError(
-                f"{name} must be a source (a dataset name, file or folder), not a Dataset in memory; "
-                "save it first, e.g. digitlab.data.convert.convert({'train': dataset}, 'mine.npz')"
-            )
         if isinstance(value, Path):
             value = str(value)
         elif isinstance(value, Augmentation):
@@ -47,9 +50,57 @@ def checked_options(overrides: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def is_held(value: Any) -> bool:
+    """Whether an option's value is data in memory rather than a source or a number."""
+    return value is not None and not isinstance(value, (str, Path, int, float, np.number))
+
+
+def held_data(overrides: dict[str, Any]) -> dict[str, Dataset]:
+    """The source options given as data in memory, as Datasets by option name: a Dataset, a pair
+    (images, labels) of arrays or a DataFrame in Kaggle's layout, each with labels."""
+    held = {}
+    for name in HELD_PARTS:
+        if is_held(overrides.get(name)):
+            dataset = as_dataset(overrides[name], name)
+            if not dataset.is_labelled:
+                raise ConfigError(f"{name} has no labels: give (images, labels), a labelled Dataset or a "
+                                  "DataFrame with a label column")
+            held[name] = dataset
+    return held
+
+
+def resolved_config(
+    recipe: str | Path | None, config_file: str | Path | None, options: dict[str, Any], verbose: int | None = None
+) -> TrainingConfig:
+    """The settings to train with: the defaults, `recipe`, `config_file`, then `options`.
+
+    With neither a recipe nor a config file the recipe is DEFAULT_RECIPE, unless `options` name
+    a model: that model then trains with the defaults of TrainingConfig (Adam at 0.001, a constant
+    rate, no label smoothing), not another recipe's, in a run named after it, and a note (unless
+    `verbose` is 0) says which settings those are.
+    """
+    model_alone = recipe is None and config_file is None and "model" in options
+    if recipe is None and config_file is None and not model_alone:
+        recipe = DEFAULT_RECIPE
+    config = resolve(recipe=None if recipe is None else str(recipe),
+                     config_file=None if config_file is None else Path(config_file),
+                     overrides=options)
+    if not model_alone:
+        return config
+    config = known_model(config)
+    config = dataclasses.replace(config, recipe=config.model)
+    if verbose != 0:
+        smoothing = f"label smoothing {config.label_smoothing:g}" if config.label_smoothing else "no label smoothing"
+        print(f"note: no recipe given, so {config.model} trains with the default settings ({config.optimizer} at "
+              f"{config.learning_rate:g}, {config.schedule} schedule, {smoothing}, {config.epochs} "
+              f"epoch{'' if config.epochs == 1 else 's'}, batches of {config.batch_size}) in a run named after it; "
+              f"a recipe (such as {DEFAULT_RECIPE}) brings its own", file=sys.stderr, flush=True)
+    return config
+
+
 def train(
     recipe: str | Path | None = None,
-    data: str | Path | None = None,
+    data: str | Path | Dataset | tuple | pandas.DataFrame | None = None,
     *,
     config_file: str | Path | None = None,
     offline: bool = False,
@@ -61,13 +112,18 @@ def train(
 
     Settings are laid over each other in this order, later ones winning: the defaults, the
     recipe, `config_file` (a TOML file of options), then `data` and the keyword overrides.
-    Without a recipe or config file the recipe is "fast" (99% in seconds), as on the command line.
+    Without a recipe or config file the recipe is "fast" (99% in seconds), as on the command line;
+    a `model` given without either trains with the defaults of TrainingConfig (Adam at 0.001, a
+    constant rate, no label smoothing; not fast's settings) in a run named after the model.
 
     recipe       a shipped recipe: "fast", "keras-example", "tiny-convnet", "three-conv-batchnorm",
                  "four-conv-augmented", ... (digitlab.recipes.config.recipe_names()), or a .toml file
     data         the training source: "mnist" (the default), an IDX or Kaggle CSV file or
                  folder, a Keras-style .npz or an image folder; its test part, if it has one,
-                 is only reported on, never used to choose
+                 is only reported on, never used to choose. Or data in memory: a pair
+                 (images, labels) of arrays (see `Dataset.from_arrays` for their forms), a
+                 DataFrame in Kaggle's layout or a Dataset, which the run folder keeps as
+                 data/train.npz and config.toml names; it has no test part
     config_file  a TOML file of options
     offline      never download MNIST
     verbose      Keras's 0 (silent), 1 (progress bar) or 2 (a line per epoch); by default a
@@ -87,7 +143,8 @@ def train(
                          and other writers' and captures' changes, each on a `probability` share
                          of the images: stroke_width, stretch, slant, elastic, low_resolution,
                          binarise, blur, faint (see digitlab.recipes.config.Augmentation)
-        validation       a fraction (0.1), a count (5000) or a source of its own
+        validation       a fraction (0.1), a count (5000) or a source of its own, which may
+                         be in memory as `data` may (and `test` too)
         train_limit      train on a stratified subset of this many images
         deterministic    bit-identical results for the same seed and data (somewhat slower)
         label_smoothing, early_stopping_patience, keep_best, seed, threads, runs_dir
@@ -119,10 +176,7 @@ def train(
         return resume_run(resume, offline=offline, verbose=verbose)
     if data is not None:
         overrides = {"data": data, **overrides}
-    options = checked_options(overrides)
-    if recipe is None and config_file is None:
-        recipe = DEFAULT_RECIPE
-    config = resolve(recipe=None if recipe is None else str(recipe),
-                     config_file=None if config_file is None else Path(config_file),
-                     overrides=options)
-    return train_config(config, offline=offline, verbose=verbose)
+    held = held_data(overrides)
+    options = checked_options({name: value for name, value in overrides.items() if name not in held})
+    config = resolved_config(recipe, config_file, options, verbose)
+    return train_config(config, offline=offline, verbose=verbose, held=held)

@@ -21,11 +21,11 @@ from digitlab.inference.ensembles import (
     mean_probabilities_function,
 )
 from digitlab.outputs import write_text
-from digitlab.recipes.config import ConfigError, TrainingConfig, apply, resolve, to_toml
+from digitlab.recipes.config import ConfigError, TrainingConfig, apply, to_toml
 from digitlab.runs.folder import CONFIG_FILE, finish_run, library_versions, new_run_folder, report_split
 from digitlab.runs.run import EnsembleRun, Run, finished_run
-from digitlab.training.api import DEFAULT_RECIPE, checked_options
-from digitlab.training.fit import prepare_data
+from digitlab.training.api import checked_options, resolved_config
+from digitlab.training.fit import known_model, prepare_data
 from digitlab.training.fit import train as train_config
 from digitlab.training.scaleout import train_runs
 
@@ -134,8 +134,7 @@ def train_ensemble(
     >>> ensemble.metrics["test_accuracy"], ensemble.metrics["member_test_accuracy"]
     >>> digitlab.load_model(ensemble.path).predict(images)
     """
-    # TensorFlow starts with these: not before a bad option has been reported
-    from digitlab import models as model_registry
+    # TensorFlow starts with this (and with the models): not before a bad option has been reported
     from digitlab.inference.model_files import input_adapter
 
     count, member_models = _member_models(members, vary, models)
@@ -145,16 +144,9 @@ def train_ensemble(
         overrides = {**overrides, "runs_dir": runs_dir}
     if member_models is not None and "model" in overrides:
         raise ConfigError('give either model or, with vary = "models", models; not both')
-    if recipe is None and config_file is None:
-        recipe = DEFAULT_RECIPE
-    base = resolve(recipe=None if recipe is None else str(recipe),
-                   config_file=None if config_file is None else Path(config_file),
-                   overrides=checked_options(overrides))
-    configs = _member_configs(base, count, vary, member_models)
-    if base.model_file:
-        model_registry.load_user_models(base.model_file)
-    for config in configs:
-        model_registry.describe(config.model)  # an unknown name fails now, before any training
+    base = resolved_config(recipe, config_file, checked_options(overrides), verbose)
+    # an unknown model fails now, before any training
+    configs = [known_model(config) for config in _member_configs(base, count, vary, member_models)]
 
     if ray or ray_address:
         from digitlab.compute.cluster import import_ray

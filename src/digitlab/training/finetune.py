@@ -374,6 +374,8 @@ def finetune(
     >>> run = digitlab.finetune("runs/20260101-120000-fast", "my-digits")
     >>> run.metrics["personal_accuracy_before"], run.metrics["personal_accuracy"]
     """
+    from digitlab.inference.model_files import save_model
+
     started = time.perf_counter()
     settings = _settings(options)
     keras = backend.keras()
@@ -414,7 +416,7 @@ def finetune(
     settings_table = {"base": str(Path(model).resolve()), "data": source, **dataclasses.asdict(settings)}
     write_text(folder / CONFIG_FILE, to_toml(config.as_dict() | {"finetune": settings_table,
                                                                  "versions": library_versions()}), force=True)
-    write_file(folder / MODEL_FILE, tuned.save, force=True)
+    write_file(folder / MODEL_FILE, lambda temporary: save_model(tuned, temporary), force=True)
     history = log.frame
     write_text(folder / HISTORY_FILE, history.to_csv(index=False), force=True)
     metrics: dict[str, Any] = {

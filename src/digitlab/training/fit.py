@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,14 @@ from digitlab.data.dataset import Dataset
 from digitlab.errors import INTERRUPTION_EXPLAINED, DigitlabError
 from digitlab.evaluation import calibration
 from digitlab.outputs import write_file, write_text
-from digitlab.recipes.config import ConfigError, TrainingConfig, to_toml
+from digitlab.recipes.config import ConfigError, TrainingConfig, did_you_mean, spelled_as_allowed, to_toml
 from digitlab.runs.folder import (
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
     finish_run,
+    keep_data,
     library_versions,
     new_run_folder,
     report_split,
@@ -32,6 +34,10 @@ from digitlab.runs.folder import (
 from digitlab.runs.run import Run
 from digitlab.training import checkpoints
 
+TEST_IS_VALIDATION = "the epoch kept and the calibration were chosen on it, so it is no independent estimate"
+# The source options that may be given as data in memory, and the part each is kept as in the run folder.
+HELD_PARTS = {"data": "train", "validation": "validation", "test": "test"}
+
 
 @dataclass
 class Splits:
@@ -39,17 +45,36 @@ class Splits:
     validation: Dataset | None
     test: Dataset | None
 
+    @property
+    def test_is_validation(self) -> bool:
+        """Whether the data reported on is the validation data itself (validation = "mnist:test")."""
+        return self.test is not None and self.test is self.validation
 
-def prepare_data(config: TrainingConfig, offline: bool = False) -> Splits:
+
+def _same_digits(first: Dataset, second: Dataset) -> bool:
+    return (len(first) == len(second) and np.array_equal(first.images, second.images)
+            and np.array_equal(first.labels, second.labels))
+
+
+def prepare_data(config: TrainingConfig, offline: bool = False, held: Mapping[str, Dataset] | None = None) -> Splits:
     """Training, validation and test data; the test part is only ever reported on.
 
     The training subset and validation split are drawn with `split_seed` (`seed` if None);
     with `bootstrap`, training then uses a same-size sample of the rest drawn with replacement
-    using `seed`, so bagged ensemble members share one validation split.
+    using `seed`, so bagged ensemble members share one validation split. `held` gives data in
+    memory for the source options data, validation and test, by option name, in place of their
+    sources (see `train`).
     """
     from digitlab.data.sources import load_parts
 
-    parts = load_parts(config.data, offline=offline)
+    held = held or {}
+
+    def load_parts_of(option: str) -> dict[str, Dataset]:
+        if option in held:
+            return {HELD_PARTS[option]: held[option]}
+        return load_parts(getattr(config, option), offline=offline)
+
+    parts = load_parts_of("data")
     train = parts.get("train") or next(iter(parts.values()))
     if not train.is_labelled:
         raise ConfigError(f"training data {config.data} has no labels")
@@ -57,9 +82,10 @@ def prepare_data(config: TrainingConfig, offline: bool = False) -> Splits:
     split_seed = config.seed if config.split_seed is None else config.split_seed
     try:
         if config.train_limit is not None and config.train_limit < len(train):
-            _, train = train.split(config.train_limit, seed=split_seed)
+            _, limited = train.split(config.train_limit, seed=split_seed)
+            train = limited.subset(slice(None), train.name)  # still the training data, and named so
         if isinstance(config.validation, str):
-            validation = next(iter(load_parts(config.validation, offline=offline).values()))
+            validation = next(iter(load_parts_of("validation").values()))
         elif config.validation:
             train, validation = train.split(config.validation, seed=split_seed)
     except ValueError as error:
@@ -72,12 +98,25 @@ def prepare_data(config: TrainingConfig, offline: bool = False) -> Splits:
         drawn = np.sort(np.random.default_rng(config.seed).integers(0, len(train), size=len(train)))
         train = train.subset(drawn, f"{train.name}-bootstrap")
     if config.test:
-        test = next(iter(load_parts(config.test, offline=offline).values()))
+        test = next(iter(load_parts_of("test").values()))
     else:
         test = parts.get("test") if len(parts) > 1 else None
     if test is not None and not test.is_labelled:
         test = None
+    if test is not None and validation is not None and _same_digits(test, validation):
+        test = validation  # one set of digits, evaluated once
     return Splits(train, validation, test)
+
+
+def _evaluations(model, datasets: Mapping[str, Dataset]) -> dict[str, Any]:
+    """Each dataset's evaluation by name; a dataset given under two names is evaluated once."""
+    from digitlab.evaluation.metrics import evaluate
+
+    done: dict[int, Any] = {}
+    for dataset in datasets.values():
+        if id(dataset) not in done:
+            done[id(dataset)] = evaluate(model, dataset)
+    return {name: done[id(dataset)] for name, dataset in datasets.items()}
 
 
 
@@ -213,17 +252,43 @@ def _data_options():
     return options
 
 
+def known_model(config: TrainingConfig) -> TrainingConfig:
+    """`config` with its model named as registered, matched ignoring case ("Tiny-ConvNet" is
+    "tiny-convnet"), after loading `model_file`; an unknown model is an error naming the nearest."""
+    from digitlab import models
+
+    if config.model_file:
+        models.load_user_models(config.model_file)
+    known = models.names()
+    name = spelled_as_allowed(config.model, known)
+    if name not in known:
+        raise ConfigError(f"unknown model {config.model!r}; known models: {', '.join(known)}"
+                          f"{did_you_mean(config.model, known)}")
+    return replace(config, model=name)
+
+
 def train(
-    config: TrainingConfig, offline: bool = False, verbose: int | None = None, callbacks: list | None = None
+    config: TrainingConfig, offline: bool = False, verbose: int | None = None, callbacks: list | None = None,
+    held: Mapping[str, Dataset] | None = None,
 ) -> Run:
     """Train a model as `config` says and write its run folder; returns the Run.
 
     `callbacks` are extra Keras callbacks, run after digitlab's own. After every epoch the run
     folder gets a checkpoint (checkpoints/last.npz, and best.npz), so a run that is killed or
     interrupted continues with `resume(run_dir)`.
+
+    `held` gives data in memory, a Dataset by option name ("data", "validation", "test"), in
+    place of those options' sources. The run folder keeps each as data/<part>.npz and its
+    config.toml names that file, so the run resumes and repeats as one trained from files does.
     """
+    held = dict(held or {})
+    unknown = sorted(set(held) - set(HELD_PARTS))
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} cannot be given in memory; only {', '.join(HELD_PARTS)} can")
+    # Until the run folder holds them, the options name the data by what it is.
+    config = replace(config, **{option: f"{dataset.name} (in memory)" for option, dataset in held.items()})
     config.validate()
-    return _train(config, None, None, offline, verbose, callbacks)
+    return _train(known_model(config), None, None, offline, verbose, callbacks, held)
 
 
 
@@ -283,15 +348,19 @@ def _train(
     offline: bool,
     verbose: int | None,
     callbacks: list | None,
+    held: Mapping[str, Dataset] | None = None,
 ) -> Run:
     from digitlab import models
-    from digitlab.evaluation.metrics import evaluate
+    from digitlab.inference.model_files import save_model
     from digitlab.training import pipeline, schedules
 
     keras = backend.keras()
     configure_threads(config.threads)
     configure_determinism(config)
-    splits = prepare_data(config, offline=offline)
+    splits = prepare_data(config, offline=offline, held=held)
+    if splits.test_is_validation:
+        print(f"note: the validation data is the test data ({splits.validation.name}): "
+              f"{TEST_IS_VALIDATION}; it is evaluated once and reported as both", file=sys.stderr, flush=True)
     if config.model_file:
         models.load_user_models(config.model_file)
     one_hot = config.label_smoothing > 0
@@ -316,6 +385,8 @@ def _train(
         first_epoch = resumed.epoch
     else:
         folder = new_run_folder(config)
+        config = replace(config, **{option: keep_data(folder, HELD_PARTS[option], dataset)
+                                    for option, dataset in (held or {}).items()})
     started = time.perf_counter()
     history_log = _history_callback(keras, folder, started, resumed.history if resumed is not None else ())
     extra_callbacks = list(callbacks or [])
@@ -334,7 +405,10 @@ def _train(
 
     validation_data = None
     if splits.validation is not None:
-        validation_data = pipeline.batches(splits.validation, 1024, config.seed, one_hot=one_hot,
+        monitored = splits.validation
+        if config.validation_monitor is not None and config.validation_monitor < len(monitored):
+            monitored = monitored.subset(slice(0, config.validation_monitor))
+        validation_data = pipeline.batches(monitored, 1024, config.seed, one_hot=one_hot,
                                            training=False).with_options(_data_options())
     try:
         model.fit(
@@ -365,10 +439,10 @@ def _train(
         model = _float32_copy(model, config)
     labelled = {name: dataset for name, dataset in (("validation", splits.validation), ("test", splits.test))
                 if dataset is not None}
-    uncalibrated = {name: evaluate(model, dataset) for name, dataset in labelled.items()}
+    uncalibrated = _evaluations(model, labelled)
     # The checkpoints keep the uncalibrated weights, so a resumed run is calibrated once, here.
     temperature = calibration.calibrate(model, splits.validation) if splits.validation is not None else None
-    write_file(folder / MODEL_FILE, model.save, force=True)
+    write_file(folder / MODEL_FILE, lambda temporary: save_model(model, temporary), force=True)
 
     history = history_log.frame
     metrics: dict[str, Any] = {
@@ -379,7 +453,7 @@ def _train(
     }
     evaluated = uncalibrated
     if temperature is not None:
-        evaluated = {name: evaluate(model, dataset) for name, dataset in labelled.items()}
+        evaluated = _evaluations(model, labelled)
         for name, evaluation in uncalibrated.items():
             metrics[f"{name}_calibration_error_uncalibrated"] = round(evaluation.calibration_error, 6)
     shown_name = report_split(evaluated)
@@ -389,6 +463,9 @@ def _train(
                "parameters": f"{model.count_params():,}", "calibration": metrics["calibration"]}
     if temperature is not None and shown_name is not None:
         details["before calibration"] = f"calibration error {uncalibrated[shown_name].calibration_error:.2%}"
+    if splits.test_is_validation:
+        metrics["test_is_validation"] = True
+        details["evaluated on"] = f"test, which is the validation data: {TEST_IS_VALIDATION}"
     finish_run(folder, metrics, evaluated, labelled, history, f"digitlab run {folder.name}", details)
     return Run(folder, config, model, history, metrics,
                evaluation=evaluated.get(shown_name), evaluation_data=labelled.get(shown_name))

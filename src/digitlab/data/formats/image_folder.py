@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.data.dataset import Dataset
-from digitlab.errors import DataError
+from digitlab.errors import DataError, NoDigitError
 from digitlab.outputs import write_folder
 from digitlab.shape import IMAGE_SIDE
 
@@ -33,7 +33,7 @@ def read_image(path: str | Path) -> np.ndarray:
     A 28x28 greyscale image of light ink on a dark background loads exactly as it is. Any other
     image, dark ink on light paper included, is prepared as MNIST was made
     (`digitlab.preparation.prepare`, one digit: the largest, with its pieces); an image in which
-    no digit is found raises DataError "no digit found".
+    no digit is found raises NoDigitError, a DataError "no digit found".
     """
     from PIL import Image
 
@@ -75,7 +75,7 @@ def _prepared_digit(path: Path) -> np.ndarray:
 
     prepared = prepare(path, multi_digit=False)
     if not prepared.digits:
-        raise DataError(path, "no digit found")
+        raise NoDigitError(path)
     return prepared.digits[0]
 
 
