@@ -151,7 +151,7 @@ def test_existing_output_is_kept_unless_forced(tmp_path, images):
 def test_missing_converter_is_named_with_the_install_command(tmp_path, monkeypatch):
     keras_path = save(models.create("tiny-convnet"), tmp_path / "tiny.keras")
     monkeypatch.setattr("digitlab.inference.export._EXPORT_PACKAGES", ("tf2onnx", "onnx_not_installed_here"))
-    with pytest.raises(ExportError, match=r'needs onnx_not_installed_here, .* pip install "digitlab\[export\]"'):
+    with pytest.raises(ExportError, match=r"needs onnx_not_installed_here, .* pip install onnx_not_installed_here$"):
         export_onnx(keras_path, tmp_path / "tiny.onnx")
 
 
@@ -379,7 +379,7 @@ def test_quickly_trained_model_agrees_on_all_mnist_test_images(tmp_path, mnist_f
     monkeypatch.setenv("DIGITLAB_DATA", str(mnist_folder))
     run = digitlab.train("tiny-convnet", epochs=1, train_limit=5000, runs_dir=tmp_path, offline=True, verbose=0)
     test = digitlab.load("mnist:test", offline=True)
-    onnx_path = export_onnx(run.path, run.path / "model.onnx")
+    onnx_path = run.path / "model.onnx"  # every run gets its ONNX copy at the end of training
     keras_probabilities = input_adapter(run.model)(test.images)
     onnx_probabilities = predict_function_for(onnx_path)(test.images)
     assert_agree(onnx_probabilities, keras_probabilities)

@@ -20,7 +20,8 @@ import digitlab
 from conftest import make_learnable_digits
 from digitlab import models
 from digitlab.compute.backend import dtype_policy
-from digitlab.inference.model_files import input_adapter, load_model, save_model
+from digitlab.inference.keras_models import save_model
+from digitlab.inference.model_files import input_adapter, load_model
 from digitlab.models.layers import FusedBatchNormalization
 from digitlab.models.one_cycle import OneCycle
 

@@ -525,14 +525,22 @@ def test_empty_token_is_refused(tmp_path):
         serve.run(tmp_path / "model.keras", api_token=" ")
 
 
-def test_a_saved_keras_model(tmp_path):
-    """create_app_for_model with a real (untrained) model from the zoo, saved and loaded."""
+def test_a_saved_keras_model(tmp_path, capsys):
+    """create_app_for_model with a real (untrained) model from the zoo, saved and loaded; with no
+    ONNX copy the server says how to serve faster, and with one it serves that, saying nothing."""
     from digitlab import models
+    from digitlab.inference.export import write_onnx_copy
 
     folder = tmp_path / "20260101-000000-tiny"
     folder.mkdir()
-    models.create("tiny-convnet").save(folder / "model.keras")
+    model = models.create("tiny-convnet")
+    model.save(folder / "model.keras")
+    serve.create_app_for_model(folder)
+    note = capsys.readouterr().err
+    assert "with Keras" in note and f"digitlab export {folder}" in note
+    write_onnx_copy(model, folder)
     client = TestClient(serve.create_app_for_model(folder / "model.keras"))
+    assert "with Keras" not in capsys.readouterr().err
     assert client.get("/healthz").json() == {"status": "ok", "model": folder.name, "collecting": False}
     response = client.post("/api/predict", files={"image": ("digit.png", ONE_DIGIT, "image/png")})
     assert response.status_code == 200, response.text

@@ -512,10 +512,10 @@ def evaluate_command(
     force: ForceOption = False,
 ) -> None:
     """Accuracy, loss, confusion matrix and per-class figures, printed and drawn."""
-    _keras_quietly()
     from digitlab.inference.evaluating import evaluate_model
 
-    evaluation, report = evaluate_model(model, data, out, tta=tta, force=force, offline=_Settings.offline)
+    evaluation, report = evaluate_model(model, data, out, tta=tta, force=force, offline=_Settings.offline,
+                                        prefer_onnx=True)
     _print_evaluation(evaluation)
     console.print(f"report: {_shown(report)}")
 
@@ -630,11 +630,10 @@ def predict_command(
     photos = image_files(inputs) if all(is_image_input(text) for text in inputs) else None
     if output is not None:
         check_new(output, force)
-    _keras_quietly()
     from digitlab.inference.classifier import load_model
     from digitlab.inference.predict import images_to_predict, write_predictions
 
-    classifier = load_model(model, tta=tta)
+    classifier = load_model(model, tta=tta, prefer_onnx=True)
     if photos is not None:
         _read_photos(classifier, photos, output, not single, workers, debug_dir, force)
         return
@@ -676,12 +675,11 @@ def submit_command(
     force: ForceOption = False,
 ) -> None:
     """Write a Kaggle submission (ImageId,Label) for test.csv."""
-    _keras_quietly()
     from digitlab.inference.classifier import load_model
     from digitlab.outputs import check_new
 
     check_new(output, force)  # before the slow loading and predicting
-    path = load_model(model, tta=tta).submit(test_csv, output, force=force, offline=_Settings.offline)
+    path = load_model(model, tta=tta, prefer_onnx=True).submit(test_csv, output, force=force, offline=_Settings.offline)
     console.print(f"wrote {_shown(path)}")
 
 
@@ -725,7 +723,6 @@ def serve_command(
     runs_dir: Annotated[str, typer.Option(help="Where fine-tuned models go.")] = "runs",
 ) -> None:
     """Serve the drawing page and the HTTP API (POST /api/predict, docs at /docs)."""
-    _keras_quietly()
     from digitlab.serve import run
 
     run(model, host=host, port=port, api_token=api_token, allow_no_token=allow_no_token, collect=collect,

@@ -22,6 +22,7 @@ from digitlab.shape import NUM_CLASSES
 EPSILON = 1e-7
 # How far a row of probabilities may stray from summing to 1 (float32 softmax rounding).
 SUM_TOLERANCE = 1e-3
+MOST_MISTAKES_SHOWN = 36  # the mistakes a report and plot_mistakes draw
 
 PredictFunction = Callable[[np.ndarray], Any]
 

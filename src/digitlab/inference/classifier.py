@@ -26,9 +26,7 @@ from digitlab.data.dataset import Dataset
 from digitlab.data.formats.image_folder import read_image
 from digitlab.data.sources import load
 from digitlab.errors import DigitlabError
-from digitlab.evaluation import figures
-from digitlab.evaluation.metrics import Evaluation, evaluate
-from digitlab.evaluation.report import MOST_MISTAKES_SHOWN, mistakes_figure
+from digitlab.evaluation.metrics import MOST_MISTAKES_SHOWN, Evaluation, evaluate
 from digitlab.inference import model_files as modelio
 from digitlab.inference.ensembles import ENSEMBLE_FILENAME, load_ensemble_members, mean_probabilities_function
 from digitlab.inference.predict import images_to_predict, labelled_submission_warning, write_submission
@@ -222,11 +220,15 @@ class Classifier:
 
         With `normalize`, each cell is the percentage of its true digit's images, else a count.
         """
+        from digitlab.evaluation import figures  # matplotlib: only drawing needs it
+
         return figures.confusion_matrix_figure(self.evaluate(data).confusion, normalize=normalize)
 
     def plot_mistakes(self, data: DataSource | None = None, count: int = MOST_MISTAKES_SHOWN) -> Figure:
         """The `count` most confidently wrong images of `data` (see `evaluate`), each titled
         with its true digit, the prediction and the model's confidence."""
+        from digitlab.evaluation.report import mistakes_figure
+
         dataset, evaluation = self._evaluated(data)
         return mistakes_figure(evaluation, dataset, count)
 
@@ -235,6 +237,8 @@ class Classifier:
         and the model's confidence; where `data` is labelled, wrong ones are titled in red with
         the true digit. `data` is a source, a Dataset, a pair (images, labels), a DataFrame or
         images (see `predict`); None means `default_data`."""
+        from digitlab.evaluation import figures
+
         if data is None:
             data = self.default_data
         if data is None:
@@ -269,12 +273,15 @@ def _is_images_and_labels(value: Any) -> bool:
     return isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], (str, Path))
 
 
-def load_model(path: str | Path, tta: bool = False) -> Classifier:
+def load_model(path: str | Path, tta: bool = False, prefer_onnx: bool = False) -> Classifier:
     """Load a trained model as a Classifier: a `.keras` file, a run folder or a legacy `.h5`,
     or an ensemble folder (one holding `ensemble.json`, as `digitlab.training.ensembles.train_ensemble`
     writes), whose Classifier averages its members' probabilities.
 
     With `tta`, predictions average over shifted copies of each image (see `digitlab.inference.tta`).
+    With `prefer_onnx`, a run folder (or each member of an ensemble) is read from its ONNX copy
+    `model.onnx` when that is up to date: the same answers, without starting TensorFlow (see
+    `digitlab.inference.model_files.fastest_model_file`); the command line does this.
     Models load in Keras's safe mode (a file carrying Python code is refused); any problem
     raises `digitlab.inference.model_files.ModelError` naming the file.
 
@@ -285,5 +292,6 @@ def load_model(path: str | Path, tta: bool = False) -> Classifier:
     if folder.name == ENSEMBLE_FILENAME and folder.is_file():
         folder = folder.parent
     if (folder / ENSEMBLE_FILENAME).is_file():
-        return Classifier(load_ensemble_members(folder), folder, tta=tta)
-    return Classifier(modelio.load_model(path), path, tta=tta)
+        return Classifier(load_ensemble_members(folder, prefer_onnx), folder, tta=tta)
+    model_file = modelio.fastest_model_file(path) if prefer_onnx else path
+    return Classifier(modelio.load_model(model_file), path, tta=tta)

@@ -29,6 +29,8 @@ from digitlab.shape import NUM_CLASSES
 if TYPE_CHECKING:
     import keras
 
+    from digitlab.inference.model_files import OnnxModel
+
 
 __all__ = [
     "DEFAULT_MEMBERS",
@@ -111,20 +113,22 @@ def read_ensemble(path: str | Path) -> list[Path]:
     return paths
 
 
-def load_ensemble_members(path: str | Path) -> list[keras.Model]:
-    """The members' Keras models of the ensemble at `path` (the folder or its ensemble.json).
+def load_ensemble_members(path: str | Path, prefer_onnx: bool = False) -> list[keras.Model | OnnxModel]:
+    """The members' models of the ensemble at `path` (the folder or its ensemble.json): Keras
+    models, or with `prefer_onnx` each member's up-to-date ONNX copy where it has one (see
+    `digitlab.inference.model_files.fastest_model_file`).
 
     Any problem, with ensemble.json or with a member's model, raises
     `digitlab.inference.model_files.ModelError` naming ensemble.json.
     """
-    from digitlab.inference.model_files import ModelError, load_model
+    from digitlab.inference.model_files import ModelError, fastest_model_file, load_model
 
     paths = read_ensemble(path)
     file = _ensemble_file(path)
     members = []
     for number, member_path in enumerate(paths, start=1):
         try:
-            members.append(load_model(member_path))
+            members.append(load_model(fastest_model_file(member_path) if prefer_onnx else member_path))
         except ModelError as error:
             raise ModelError(file, f"member {number} cannot be loaded: {error}") from error
     return members

@@ -25,16 +25,17 @@ def evaluate_model(
     tta: bool = False,
     force: bool = False,
     offline: bool = False,
+    prefer_onnx: bool = False,
 ) -> tuple[Evaluation, Path]:
     """Evaluate `model` on the labelled source `data` and write the report (pictures and
     report.html) into `out`, by default `default_report_folder`; returns the evaluation and the
     report's path. An existing report folder is refused before anything is computed, unless
-    `force`."""
+    `force`. `prefer_onnx`: see `digitlab.inference.classifier.load_model`."""
     model = Path(model)
     dataset = load(data, offline=offline)
     folder = Path(out) if out is not None else default_report_folder(model, dataset.name, tta)
     check_new(folder, force)
-    evaluation = load_model(model, tta=tta).evaluate(dataset)
+    evaluation = load_model(model, tta=tta, prefer_onnx=prefer_onnx).evaluate(dataset)
     report = write_report(folder, evaluation, dataset, None, title=f"{model.name} on {dataset.name}",
                           details={"model": str(model), "data": data,
                                    "test-time augmentation": "on" if tta else "off"})

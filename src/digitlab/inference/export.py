@@ -2,8 +2,9 @@
 
 `export_model` writes one of:
 
-- onnx: an `.onnx` file for ONNX Runtime (`export_onnx`; needs the `export` extra, pip install
-  "digitlab[export]"; running it needs only onnxruntime, and digitlab loads it as any model),
+- onnx: an `.onnx` file for ONNX Runtime (`export_onnx`; converting needs tf2onnx and onnx,
+  running it only onnxruntime, and digitlab loads it as any model; every run folder gets one,
+  `model.onnx`, at the end of training: `save_run_model`),
 - tflite: a `.tflite` file for TensorFlow Lite on phones and small boards,
 - savedmodel: a SavedModel folder for TensorFlow Serving, whose `serve` function gives the answers,
 - h5: a Keras `.h5` file in the legacy format, for code that still loads those.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -36,8 +38,11 @@ from digitlab.compute.backend import filtered_stderr
 from digitlab.compute.backend import keras as _started_keras
 from digitlab.data.dataset import Dataset
 from digitlab.errors import DigitlabError
+from digitlab.inference import keras_models
 from digitlab.inference import model_files as modelio
+from digitlab.inference.feeding import batched, first_line
 from digitlab.inference.model_files import ModelError, OnnxModel
+from digitlab.inference.onnx_models import ONNX_MODEL_NAME_KEY, ONNX_WEIGHT_COUNT_KEY
 from digitlab.outputs import check_new, write_file, write_folder
 from digitlab.shape import IMAGE_SIDE
 
@@ -51,6 +56,8 @@ __all__ = [
     "default_onnx_path",
     "export_model",
     "export_onnx",
+    "save_run_model",
+    "write_onnx_copy",
 ]
 
 AGREEMENT_TOLERANCE = 1e-4
@@ -102,7 +109,7 @@ def _sample_images(check_data: np.ndarray | Dataset | None) -> np.ndarray:
 def _taking_uint8_images(model: keras.Model, source: Path) -> keras.Model:
     """`model` if it takes uint8 (N, 28, 28); else a model that reshapes and scales such images
     into what `model` takes, exactly as `digitlab.inference.model_files.input_adapter` does."""
-    plan = modelio._plan_input(model, source)
+    plan = keras_models.plan_input(model, source)
     if plan.dtype == np.uint8 and plan.image_shape == (IMAGE_SIDE, IMAGE_SIDE):
         return model
     pixels = keras.Input((IMAGE_SIDE, IMAGE_SIDE), dtype="uint8", name=INPUT_NAME)
@@ -117,7 +124,7 @@ def _check_converter_installed() -> None:
     missing = [name for name in _EXPORT_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ExportError(
-            f"ONNX export needs {' and '.join(missing)}, which are not installed: pip install \"digitlab[export]\""
+            f"ONNX export needs {' and '.join(missing)}, which are not installed: pip install {' '.join(missing)}"
         )
 
 
@@ -151,8 +158,8 @@ def _label_graph(path: Path, model: keras.Model, source: Path) -> None:
     for value in (graph.input[0], graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIMENSION
     metadata = {
-        modelio.ONNX_MODEL_NAME_KEY: model.name,
-        modelio.ONNX_WEIGHT_COUNT_KEY: str(model.count_params()),
+        ONNX_MODEL_NAME_KEY: model.name,
+        ONNX_WEIGHT_COUNT_KEY: str(model.count_params()),
         "digitlab.version": __version__,
         "digitlab.source": source.name,
     }
@@ -189,7 +196,7 @@ def _write_h5(model: keras.Model, source: Path, path: Path) -> None:
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
-        modelio.save_model(model, path)
+        keras_models.save_model(model, path)
     finally:
         absl_logger.setLevel(level)
 
@@ -207,7 +214,7 @@ def _tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
         (scores,) = run(**{INPUT_NAME: batch}).values()
         return scores
 
-    return modelio._batched(run_batch, modelio.DEFAULT_BATCH_SIZE, str(path))
+    return batched(run_batch, modelio.DEFAULT_BATCH_SIZE, str(path))
 
 
 def _saved_model_predictor(folder: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -215,7 +222,7 @@ def _saved_model_predictor(folder: Path) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
 
     saved = tf.saved_model.load(str(folder))  # kept: `serve` alone would lose the variables it reads
-    return modelio._batched(lambda batch: saved.serve(batch).numpy(), modelio.DEFAULT_BATCH_SIZE, str(folder))
+    return batched(lambda batch: saved.serve(batch).numpy(), modelio.DEFAULT_BATCH_SIZE, str(folder))
 
 
 @dataclass(frozen=True)
@@ -319,15 +326,22 @@ def export_model(
     model = modelio.load_model(model_path)
     if isinstance(model, OnnxModel):
         raise ModelError(model.path, "is an ONNX model already")
+    return _exported(model, model_path, output_path, form, images, force)
+
+
+def _exported(model: keras.Model, source: Path, output_path: Path, form: _Format, images: np.ndarray,
+              force: bool) -> Path:
+    """Write `model` (loaded from `source`) to `output_path` as `form`, atomically, once its
+    runtime agrees with Keras on `images`."""
 
     def write(destination: Path) -> None:
         try:
             with filtered_stderr(_CONVERSION_NOISE):
-                form.write(model, model_path, destination)
+                form.write(model, source, destination)
         except (OSError, ExportError):
             raise  # writing failed (a full disk, say): the caller names the file
         except Exception as error:  # the converters raise many kinds for operations they cannot convert
-            raise ExportError(f"cannot export model {model.name!r} to {form.title}: {modelio._first_line(error)}"
+            raise ExportError(f"cannot export model {model.name!r} to {form.title}: {first_line(error)}"
                               ) from error
         with filtered_stderr(_CONVERSION_NOISE):
             _check_agreement(form.predictor(destination), model, images, form.title)
@@ -335,6 +349,41 @@ def export_model(
     if form.suffixes:
         return write_file(output_path, write, force)
     return write_folder(output_path, write, force)
+
+
+def save_run_model(model: keras.Model, folder: str | Path, check_data: np.ndarray | Dataset | None = None,
+                   say: Callable[[str], None] | None = None) -> None:
+    """Write a run folder's `model.keras` (Keras' own terms, see `keras_models.save_model`) and
+    then its ONNX copy `model.onnx` (`write_onnx_copy`), each atomically.
+
+    When the ONNX copy cannot be made, `say` (default: standard error) is told why in one line
+    and the run keeps only `model.keras`, which every command still reads, with TensorFlow.
+    """
+    folder = Path(folder)
+    write_file(folder / modelio.MODEL_FILENAME, lambda temporary: keras_models.save_model(model, temporary),
+               force=True)
+    try:
+        write_onnx_copy(model, folder, check_data)
+    except ExportError as error:
+        message = f"note: no {modelio.ONNX_FILENAME} in {folder}: {error}; predict and serve will read " \
+                  f"{modelio.MODEL_FILENAME}, with TensorFlow"
+        (say or (lambda line: print(line, file=sys.stderr, flush=True)))(message)
+
+
+def write_onnx_copy(model: keras.Model, folder: str | Path, check_data: np.ndarray | Dataset | None = None) -> Path:
+    """Write the run folder's `model.onnx`: the ONNX copy of `model`, the Keras model just saved
+    as the folder's `model.keras`, which `predict`, `evaluate`, `submit` and `serve` run with ONNX
+    Runtime, without starting TensorFlow.
+
+    It is checked against Keras as `export_model` checks (on `check_data`, or 200 generated
+    images) and replaces an older copy. Raises ExportError when the converter is not installed
+    or the model cannot be converted; the run stays usable through `model.keras`.
+    """
+    _check_converter_installed()
+    folder = Path(folder)
+    native = keras_models.keras_native_model(model)  # Keras' own layers, as model.keras holds them
+    return _exported(native, folder / modelio.MODEL_FILENAME, folder / modelio.ONNX_FILENAME, _FORMATS["onnx"],
+                     _sample_images(check_data), force=True)
 
 
 def export_onnx(

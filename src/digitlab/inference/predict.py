@@ -13,18 +13,19 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitlab.compute.backend import keras as _started_keras
 from digitlab.data.dataset import Dataset
 from digitlab.data.sources import load_parts
 from digitlab.inference.columns import FILE_COLUMNS, FIRST_ID, PREDICTION_COLUMNS
-from digitlab.inference.model_files import DEFAULT_BATCH_SIZE, input_adapter
+from digitlab.inference.model_files import DEFAULT_BATCH_SIZE, OnnxModel, input_adapter
 from digitlab.outputs import check_new, write_bytes
 from digitlab.shape import NUM_CLASSES
 
-keras = _started_keras()
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["FIRST_ID", "PREDICTION_COLUMNS", "predict_probabilities", "submit", "write_file_predictions",
            "write_predictions", "write_submission"]
@@ -33,7 +34,7 @@ SUBMISSION_HEADER = "ImageId,Label"
 
 
 def predict_probabilities(
-    model: keras.Model, images: np.ndarray | Dataset, batch_size: int = DEFAULT_BATCH_SIZE
+    model: keras.Model | OnnxModel, images: np.ndarray | Dataset, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> np.ndarray:
     """The model's float32 (N, 10) probabilities for uint8 (N, 28, 28) images (or a Dataset).
 

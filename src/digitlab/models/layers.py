@@ -221,7 +221,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     most of it. The results are those of BatchNormalization: the same weights, the same moving
     averages (the kernel's Bessel-corrected variance is turned back into Keras' biased one) and,
     outside training or on other backends, the same code path. Run folders store it as Keras'
-    BatchNormalization (`digitlab.inference.model_files.save_model`), so plain Keras opens them;
+    BatchNormalization (`digitlab.inference.keras_models.save_model`), so plain Keras opens them;
     a file saved with this layer loads wherever digitlab is installed. Under a mixed-precision
     policy the kernel takes the bfloat16 or float16 activations as they are and keeps its
     statistics in float32, which halves the training time of a mid-sized convnet on a CPU with AMX.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digitlab.evaluation.report import MOST_MISTAKES_SHOWN
+from digitlab.evaluation.metrics import MOST_MISTAKES_SHOWN
 
 if TYPE_CHECKING:
     import numpy as np

@@ -38,12 +38,11 @@ from digitlab.compute import backend
 from digitlab.compute.devices import configure_threads
 from digitlab.data.dataset import Dataset
 from digitlab.errors import DigitlabError
-from digitlab.outputs import write_file, write_text
+from digitlab.outputs import write_text
 from digitlab.recipes.config import Augmentation, ConfigError, TrainingConfig, to_toml
 from digitlab.runs.folder import (
     CONFIG_FILE,
     HISTORY_FILE,
-    MODEL_FILE,
     finish_run,
     library_versions,
     new_folder,
@@ -325,7 +324,8 @@ def _move(base, tuned, share: float) -> None:
 
 
 def _base_model(model_or_run: str | Path):
-    from digitlab.inference.model_files import ModelError, OnnxModel, load_model, pixel_model
+    from digitlab.inference.keras_models import pixel_model
+    from digitlab.inference.model_files import ModelError, OnnxModel, load_model
 
     model = load_model(model_or_run)
     if isinstance(model, OnnxModel):
@@ -374,7 +374,7 @@ def finetune(
     >>> run = digitlab.finetune("runs/20260101-120000-fast", "my-digits")
     >>> run.metrics["personal_accuracy_before"], run.metrics["personal_accuracy"]
     """
-    from digitlab.inference.model_files import save_model
+    from digitlab.inference.export import save_run_model
 
     started = time.perf_counter()
     settings = _settings(options)
@@ -416,7 +416,7 @@ def finetune(
     settings_table = {"base": str(Path(model).resolve()), "data": source, **dataclasses.asdict(settings)}
     write_text(folder / CONFIG_FILE, to_toml(config.as_dict() | {"finetune": settings_table,
                                                                  "versions": library_versions()}), force=True)
-    write_file(folder / MODEL_FILE, lambda temporary: save_model(tuned, temporary), force=True)
+    save_run_model(tuned, folder, None if parts.mnist_test is None else parts.mnist_test.images[:200], say)
     history = log.frame
     write_text(folder / HISTORY_FILE, history.to_csv(index=False), force=True)
     metrics: dict[str, Any] = {

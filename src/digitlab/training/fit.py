@@ -17,13 +17,12 @@ from digitlab.compute.devices import configure_threads, strategy_scope
 from digitlab.data.dataset import Dataset
 from digitlab.errors import INTERRUPTION_EXPLAINED, DigitlabError
 from digitlab.evaluation import calibration
-from digitlab.outputs import write_file, write_text
+from digitlab.outputs import write_text
 from digitlab.recipes.config import ConfigError, TrainingConfig, did_you_mean, spelled_as_allowed, to_toml
 from digitlab.runs.folder import (
     CONFIG_FILE,
     HISTORY_FILE,
     METRICS_FILE,
-    MODEL_FILE,
     finish_run,
     keep_data,
     library_versions,
@@ -121,6 +120,11 @@ def _evaluations(model, datasets: Mapping[str, Dataset]) -> dict[str, Any]:
 
 
 
+
+
+def _check_images(labelled: Mapping[str, Dataset]) -> np.ndarray | None:
+    """Real digits to check the ONNX copy against Keras on: the first 200 of the first labelled set."""
+    return next(iter(labelled.values())).images[:200] if labelled else None
 
 
 def _history_callback(keras, folder: Path, started: float, rows: list[dict[str, float]] = ()):
@@ -351,7 +355,7 @@ def _train(
     held: Mapping[str, Dataset] | None = None,
 ) -> Run:
     from digitlab import models
-    from digitlab.inference.model_files import save_model
+    from digitlab.inference.export import save_run_model
     from digitlab.training import pipeline, schedules
 
     keras = backend.keras()
@@ -442,7 +446,7 @@ def _train(
     uncalibrated = _evaluations(model, labelled)
     # The checkpoints keep the uncalibrated weights, so a resumed run is calibrated once, here.
     temperature = calibration.calibrate(model, splits.validation) if splits.validation is not None else None
-    write_file(folder / MODEL_FILE, lambda temporary: save_model(model, temporary), force=True)
+    save_run_model(model, folder, _check_images(labelled))
 
     history = history_log.frame
     metrics: dict[str, Any] = {
