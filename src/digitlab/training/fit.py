@@ -122,6 +122,42 @@ def _evaluations(model, datasets: Mapping[str, Dataset]) -> dict[str, Any]:
 
 
 
+def _evaluate_and_calibrate(model, labelled: Mapping[str, Dataset], validation: Dataset | None
+                            ) -> tuple[dict[str, Any], dict[str, Any], float | None]:
+    """Each labelled dataset's evaluation before and after calibration, and the temperature
+    (None without validation data), which is stored in the model's last layer.
+
+    A model ending in a softmax Dense layer runs over each dataset once: its logits give both
+    evaluations, softmax(logits) and softmax(logits / temperature), which is what the model
+    gives before and after the temperature goes into its last layer. Any other is evaluated
+    as it is, and not calibrated.
+    """
+    from digitlab.evaluation.metrics import Evaluation
+
+    if calibration.final_softmax_layer(model) is None:
+        evaluations = _evaluations(model, labelled)
+        return evaluations, evaluations, None
+    logits: dict[int, np.ndarray] = {}
+    for dataset in labelled.values():
+        if id(dataset) not in logits:
+            logits[id(dataset)] = calibration.logits(model, dataset.images)
+
+    def evaluations(temperature: float) -> dict[str, Any]:
+        done: dict[int, Any] = {}
+        for dataset in labelled.values():
+            if id(dataset) not in done:
+                probabilities = calibration.softmax(logits[id(dataset)], temperature).astype(np.float32)
+                done[id(dataset)] = Evaluation(probabilities, dataset.labels)
+        return {name: done[id(dataset)] for name, dataset in labelled.items()}
+
+    uncalibrated = evaluations(1.0)
+    if validation is None:
+        return uncalibrated, uncalibrated, None
+    temperature = calibration.fit_temperature(logits[id(validation)], validation.labels)
+    calibration.apply_temperature(model, temperature)
+    return uncalibrated, evaluations(temperature), temperature
+
+
 def _check_images(labelled: Mapping[str, Dataset]) -> np.ndarray | None:
     """Real digits to check the ONNX copy against Keras on: the first 200 of the first labelled set."""
     return next(iter(labelled.values())).images[:200] if labelled else None
@@ -443,9 +479,8 @@ def _train(
         model = _float32_copy(model, config)
     labelled = {name: dataset for name, dataset in (("validation", splits.validation), ("test", splits.test))
                 if dataset is not None}
-    uncalibrated = _evaluations(model, labelled)
     # The checkpoints keep the uncalibrated weights, so a resumed run is calibrated once, here.
-    temperature = calibration.calibrate(model, splits.validation) if splits.validation is not None else None
+    uncalibrated, evaluated, temperature = _evaluate_and_calibrate(model, labelled, splits.validation)
     save_run_model(model, folder, _check_images(labelled))
 
     history = history_log.frame
@@ -455,9 +490,7 @@ def _train(
         "best_epoch": best_epoch, "temperature": None if temperature is None else round(temperature, 6),
         "calibration": _calibration_text(splits.validation, temperature),
     }
-    evaluated = uncalibrated
     if temperature is not None:
-        evaluated = _evaluations(model, labelled)
         for name, evaluation in uncalibrated.items():
             metrics[f"{name}_calibration_error_uncalibrated"] = round(evaluation.calibration_error, 6)
     shown_name = report_split(evaluated)
