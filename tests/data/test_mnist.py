@@ -1,5 +1,7 @@
 """The real MNIST files, read as users read them."""
 
+import gzip
+
 import numpy as np
 import pytest
 
@@ -37,3 +39,15 @@ def test_mnist_folder_by_path_and_stratified_validation(mnist_folder):
     assert len(validation) == 5000 and len(fit) == 55000
     shares = validation.class_counts() / 5000
     assert np.allclose(shares, np.array(TRAIN_COUNTS) / 60000, atol=1e-3)
+
+
+def test_mnist_comes_back_from_the_cache_memory_mapped_and_byte_for_byte_the_files_values(mnist_folder, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_DATA", str(mnist_folder))
+    digitlab.load_parts("mnist", offline=True)
+    warm = digitlab.load_parts("mnist", offline=True)
+    for part, prefix in (("train", "train"), ("test", "t10k")):
+        images = gzip.decompress((mnist_folder / f"{prefix}-images-idx3-ubyte.gz").read_bytes())[16:]
+        labels = gzip.decompress((mnist_folder / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())[8:]
+        assert isinstance(warm[part].images.base, np.memmap)
+        assert warm[part].images.tobytes() == images
+        assert warm[part].labels.tolist() == list(labels)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digitlab.data import decoded
 from digitlab.data.compressed import GZIP_MAGIC, read_bytes
 from digitlab.errors import DataError
 from digitlab.outputs import write_file
@@ -29,17 +30,22 @@ MAX_IDX_HEADER = 4 + 4 * 255  # the magic number, then up to 255 dimension sizes
 MAX_IDX_VALUES = 2**31 - 1  # 2.7 million 28x28 images, 40 times MNIST
 
 
-def _parse(path: Path, expected_dimensions: int, what: str) -> tuple[tuple[int, ...], bytes]:
-    """The shape and values of an IDX file, its header checked before the values are read: the
-    values read are never more than the header announces (and a byte more, to notice extra)."""
+def _header(path: Path, expected_dimensions: int, what: str) -> tuple[tuple[int, ...], int]:
+    """The shape an IDX file's header announces, checked, and the header's length in bytes."""
     header = read_bytes(path, limit=MAX_IDX_HEADER)
     shape, header_size = _checked_header(path, header, expected_dimensions, what)
-    expected_size = math.prod(shape)
-    if expected_size > MAX_IDX_VALUES:
+    if math.prod(shape) > MAX_IDX_VALUES:
         raise DataError(path, f"the header promises {' x '.join(map(str, shape))} values, more than the "
                               f"{MAX_IDX_VALUES:,} digitlab reads from one file")
+    return shape, header_size
+
+
+def _decoded(path: Path, shape: tuple[int, ...], header_size: int) -> np.ndarray:
+    """The values after the header, as the header announces them: never more are read than it
+    announces (and a byte more, to notice extra)."""
+    expected_size = math.prod(shape)
     data = read_bytes(path, limit=header_size + expected_size + 1)
-    payload = data[header_size:]
+    payload = memoryview(data)[header_size:]  # no copy
     if len(payload) < expected_size:
         raise DataError(
             path,
@@ -53,7 +59,7 @@ def _parse(path: Path, expected_dimensions: int, what: str) -> tuple[tuple[int, 
             f"{extra} bytes more than the header's {' x '.join(map(str, shape))} values"
             if extra > 0 else f"more bytes than the header's {' x '.join(map(str, shape))} values",
         )
-    return shape, payload[:expected_size]
+    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
 
 
 def _size_after_decompression(path: Path) -> int:
@@ -92,23 +98,28 @@ def _checked_header(path: Path, data: bytes, expected_dimensions: int, what: str
     return struct.unpack(f">{dimensions}I", data[4:header_size]), header_size
 
 
+def _check_labels(path: Path, labels: np.ndarray) -> None:
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if len(bad):
+        raise DataError(path, f"label {labels[bad[0]]} is outside 0..9", f"item {bad[0]}")
+
+
 def read_images(path: str | Path) -> np.ndarray:
-    """Images as uint8 (N, 28, 28) from an IDX3 file."""
+    """Images as uint8 (N, 28, 28) from an IDX3 file: read-only, and memory-mapped from the cache
+    once a gzip file has been decoded (see `digitlab.data.decoded`)."""
     path = Path(path)
-    shape, payload = _parse(path, 3, "images")
+    shape, header_size = _header(path, 3, "images")
     if shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(path, f"images are {shape[1]}x{shape[2]} pixels; digitlab reads 28x28 digits")
-    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+    return decoded.cached(path, shape, lambda: _decoded(path, shape, header_size))
 
 
 def read_labels(path: str | Path) -> np.ndarray:
     """Labels as int64 (N,) from an IDX1 file, checked to be 0..9."""
     path = Path(path)
-    _, payload = _parse(path, 1, "labels")
-    labels = np.frombuffer(payload, dtype=np.uint8)
-    bad = np.flatnonzero(labels >= NUM_CLASSES)
-    if len(bad):
-        raise DataError(path, f"label {labels[bad[0]]} is outside 0..9", f"item {bad[0]}")
+    shape, header_size = _header(path, 1, "labels")
+    labels = decoded.cached(path, shape, lambda: _decoded(path, shape, header_size),
+                            check=lambda values: _check_labels(path, values))
     return labels.astype(np.int64)
 
 
