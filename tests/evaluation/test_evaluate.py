@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from conftest import make_digits
+from digitlab.data import pictures
 from digitlab.data.dataset import Dataset
 from digitlab.errors import DigitlabError, OutputExistsError
 from digitlab.evaluation import figures
@@ -241,6 +243,36 @@ def test_mistakes_gallery_titles() -> None:
     figure = figures.mistakes_gallery(images, [4, 1], [9, 7], [0.973, 0.5])
     titles = [axis.get_title() for axis in figure.axes]
     assert titles[:2] == ["true 4 / predicted 9 (97%)", "true 1 / predicted 7 (50%)"]
+
+
+def test_confusion_numbers_left_out_of_the_layout_move_nothing(tmp_path) -> None:
+    confusion = np.diag(np.arange(10) + 990)
+    confusion[0, 9] = confusion[9, 0] = 7  # numbers in the corners, where the layout is tightest
+    pictures.save(figures.confusion_matrix_figure(confusion), tmp_path / "outside.png")
+    figure = figures.confusion_matrix_figure(confusion)
+    for text in figure.axes[0].texts:
+        text.set_in_layout(True)
+    pictures.save(figure, tmp_path / "inside.png")
+    with Image.open(tmp_path / "outside.png") as outside, Image.open(tmp_path / "inside.png") as inside:
+        np.testing.assert_array_equal(np.asarray(outside), np.asarray(inside))
+
+
+def test_gallery_titles_sit_just_above_their_images() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    images = make_digits(8).images
+    figure = figures.predictions_gallery(images, np.arange(8), np.full(8, 0.5), true_labels=np.zeros(8, int),
+                                         columns=4, title="a gallery")
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    pad = matplotlib.rcParams["axes.titlepad"] * figure.dpi / 72
+    (suptitle,) = figure.texts
+    for axis in figure.axes:
+        image_top = axis.get_window_extent(renderer).y1
+        title = axis.title.get_window_extent(renderer)
+        assert image_top < title.y0 < image_top + pad
+        assert title.y1 < suptitle.get_window_extent(renderer).y0
 
 
 @pytest.fixture(scope="module")

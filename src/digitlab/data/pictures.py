@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 
 from digitlab.data.dataset import Dataset
 from digitlab.outputs import write_file
@@ -110,6 +112,26 @@ def single_image(dataset: Dataset, index: int) -> Figure:
     return figure
 
 
+# zlib's level for the PNGs: 3 packs as fast as 1 and within about 15% of the default 6's size,
+# which takes twice as long.
+PNG_COMPRESSION = 3
+
+
+def _write_png(figure: Figure, path: Path, dpi: int) -> None:
+    """Write the pixels `figure.savefig(path, dpi=dpi)` writes (matplotlib's savefig.* settings
+    aside) in one drawing, where savefig makes two: one to lay the figure out, one to draw it.
+    The figure keeps its canvas and dpi."""
+    canvas, figure_dpi = figure.canvas, figure.dpi
+    figure.dpi = dpi
+    try:
+        agg = FigureCanvasAgg(figure)
+        agg.draw()
+        imsave(path, agg.buffer_rgba(), format="png", dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESSION})
+    finally:
+        figure.set_canvas(canvas)
+        figure.dpi = figure_dpi
+
+
 def save(figure: Figure, path: str | Path, force: bool = False, dpi: int = 110) -> Path:
     """Write a figure as a PNG, atomically."""
-    return write_file(path, lambda temporary: figure.savefig(temporary, dpi=dpi), force)
+    return write_file(path, lambda temporary: _write_png(figure, temporary, dpi), force)

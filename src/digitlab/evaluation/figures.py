@@ -119,8 +119,9 @@ def confusion_matrix_figure(confusion: np.ndarray, normalize: bool = False) -> F
     for (row, column), value in np.ndenumerate(values):
         if confusion[row, column]:
             colour = "white" if value > highest / 2 else "black"
+            # in_layout=False: a cell's number lies inside the axes, so the layout need not measure it
             axis.text(column, row, cell_text(value), ha="center", va="center",
-                      fontsize=7, color=colour)
+                      fontsize=7, color=colour, in_layout=False)
     axis.set_xticks(range(classes))
     axis.set_yticks(range(classes))
     axis.set_xlabel("predicted")
@@ -146,7 +147,8 @@ def _titled_grid(images: np.ndarray, titles: list[str], colours: list[str], colu
         axis.axis("off")
     for axis, image, text, colour in zip(axes.flat, images, titles, colours):
         axis.imshow(image, cmap="gray", vmin=0, vmax=255)
-        axis.set_title(text, fontsize=8, color=colour)
+        # y=1.0 as matplotlib would place it over axes that are off, without its slow search
+        axis.set_title(text, fontsize=8, color=colour, y=1.0)
     if title:
         figure.suptitle(title)
     return figure

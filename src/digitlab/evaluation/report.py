@@ -18,7 +18,7 @@ from digitlab.data import pictures
 from digitlab.data.dataset import Dataset
 from digitlab.errors import DigitlabError
 from digitlab.evaluation import figures
-from digitlab.evaluation.metrics import Evaluation
+from digitlab.evaluation.metrics import MOST_MISTAKES_SHOWN, Evaluation
 from digitlab.outputs import check_new, write_text
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ CURVES_NAME = "curves.png"
 CONFUSION_NAME = "confusion.png"
 CONFUSION_NORMALIZED_NAME = "confusion-normalized.png"
 MISTAKES_NAME = "mistakes.png"
-MOST_MISTAKES_SHOWN = 36
 
 STYLE = """
 :root { --ink: #1f2933; --muted: #616e7c; --line: #e4e7eb; --accent: #2563eb;
