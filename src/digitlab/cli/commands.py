@@ -366,6 +366,9 @@ def train_command(
     )
     if augmentation:
         overrides["augmentation"] = augmentation
+    from digitlab.evaluation import report_process
+
+    report_process.start()  # the report's pictures load and draw in a process of their own
     _keras_quietly()
     # With --resume any other option is refused by train(), rather than silently dropped.
     run = train(recipe, config_file=config, offline=_Settings.offline, resume=resume, **overrides)

@@ -243,10 +243,8 @@ class Classifier:
             data = self.default_data
         if data is None:
             raise DigitlabError("no images to show: give a source, a Dataset or images")
-        if isinstance(data, (str, Path)):
-            dataset = load(data)
-        elif isinstance(data, Dataset) or is_dataframe(data) or _is_images_and_labels(data):
-            dataset = as_dataset(data, "data")
+        if isinstance(data, (str, Path, Dataset)) or is_dataframe(data) or _is_images_and_labels(data):
+            dataset = _as_data(data)
         else:
             dataset = Dataset(as_images(data), name="images")
         chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), min(count, len(dataset)), replace=False))
@@ -264,8 +262,13 @@ class Classifier:
             if self._default_evaluation is not None:
                 return self.default_data, self._default_evaluation
             data = self.default_data
-        dataset = load(data) if isinstance(data, (str, Path)) else as_dataset(data, "data")
+        dataset = _as_data(data)
         return dataset, evaluate(self._probabilities_of, dataset)
+
+
+def _as_data(data: DataSource) -> Dataset:
+    """Labelled data as a Dataset: a source loaded, digits in memory through `as_dataset`."""
+    return load(data) if isinstance(data, (str, Path)) else as_dataset(data, "data")
 
 
 def _is_images_and_labels(value: Any) -> bool:

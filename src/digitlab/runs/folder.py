@@ -8,6 +8,7 @@ A run folder is written by training (and by ensembles and sweeps, whose members 
         history.csv     one row per epoch
         checkpoints/    the last and the best epoch, while it trains (see training.checkpoints)
         model.keras     the trained model
+        model.onnx      the same model for ONNX Runtime, which predict, evaluate, submit and serve read
         report.html     the report, and its pictures
         metrics.json    the final figures: written last, so its presence means finished
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,16 +112,18 @@ def finish_run(
     title: str,
     details: dict[str, str],
     shown: str | None = None,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> None:
     """Write the end of a trained run (or ensemble) into its folder.
 
     Each evaluated split's accuracy, loss and calibration error join `metrics`; the report and
     its pictures show the split `shown` (by default the one `report_split` picks), the curves
-    marking the epoch kept, `metrics["best_epoch"]` (the last when None); metrics.json is
-    written last. Its presence
-    is what marks a run finished, so a run stopped while finishing resumes and finishes again.
+    marking the epoch kept, `metrics["best_epoch"]` (the last when None). `meanwhile` (saving
+    the model, say) runs while the report is drawn, in the process `report_process.start` started
+    if there is one. metrics.json is written last: its presence is what marks a run finished, so
+    a run stopped while finishing resumes and finishes again.
     """
-    from digitlab.evaluation.report import write_report  # matplotlib: only a finishing run needs it
+    from digitlab.evaluation import report_process
 
     for name, evaluation in evaluations.items():
         metrics[f"{name}_accuracy"] = round(float(evaluation.accuracy), 6)
@@ -128,6 +131,8 @@ def finish_run(
         metrics[f"{name}_calibration_error"] = round(float(evaluation.calibration_error), 6)
     shown = shown or report_split(evaluations)
     if shown is not None:
-        write_report(folder, evaluations[shown], datasets[shown], history, title=title, details=details,
-                     kept_epoch=metrics.get("best_epoch"))
+        report_process.write_report(folder, evaluations[shown], datasets[shown], history, meanwhile, title=title,
+                                    details=details, kept_epoch=metrics.get("best_epoch"))
+    else:
+        meanwhile()
     write_text(folder / METRICS_FILE, json.dumps(metrics, indent=2) + "\n", force=True)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digitlab.data.dataset import Dataset
-from digitlab.evaluation import figures
 from digitlab.recipes.config import TrainingConfig
 from digitlab.runs.classifier_methods import ClassifierMethods
 from digitlab.runs.folder import HISTORY_FILE, METRICS_FILE, run_config
@@ -57,6 +56,8 @@ class Run(ClassifierMethods):
     def plot_curves(self) -> Figure:
         """Accuracy, loss and learning rate per epoch, training against validation; the epoch
         the model was kept from is marked."""
+        from digitlab.evaluation import figures  # matplotlib: only drawing needs it
+
         return figures.training_curves(self.history, self.metrics.get("best_epoch"))
 
 

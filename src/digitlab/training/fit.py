@@ -390,6 +390,9 @@ def _train(
     callbacks: list | None,
     held: Mapping[str, Dataset] | None = None,
 ) -> Run:
+    from digitlab.evaluation import report_process
+
+    report_process.start()  # it loads matplotlib while this process loads TensorFlow
     from digitlab import models
     from digitlab.inference.export import save_run_model
     from digitlab.training import pipeline, schedules
@@ -481,7 +484,6 @@ def _train(
                 if dataset is not None}
     # The checkpoints keep the uncalibrated weights, so a resumed run is calibrated once, here.
     uncalibrated, evaluated, temperature = _evaluate_and_calibrate(model, labelled, splits.validation)
-    save_run_model(model, folder, _check_images(labelled))
 
     history = history_log.frame
     metrics: dict[str, Any] = {
@@ -503,6 +505,7 @@ def _train(
     if splits.test_is_validation:
         metrics["test_is_validation"] = True
         details["evaluated on"] = f"test, which is the validation data: {TEST_IS_VALIDATION}"
-    finish_run(folder, metrics, evaluated, labelled, history, f"digitlab run {folder.name}", details)
+    finish_run(folder, metrics, evaluated, labelled, history, f"digitlab run {folder.name}", details,
+               meanwhile=lambda: save_run_model(model, folder, _check_images(labelled)))
     return Run(folder, config, model, history, metrics,
                evaluation=evaluated.get(shown_name), evaluation_data=labelled.get(shown_name))
