@@ -3,10 +3,11 @@
 Run: DIGITLAB_DATA=../shared/data/mnist python bench/serve_load.py [--model RUN_OR_FILE] [--requests 10000]
 
 Starts the server as its own process on a free 127.0.0.1 port (without --model, a model is
-trained quickly first and exported to ONNX, which `serve` prefers), sends MNIST test digits as
-PNG uploads from `--clients` threads, and prints errors, requests per second, p50/p99 latency,
-and the server's resident memory before and after (growth should stay under 10%). Baseline in
-the same run: the same requests' prediction alone, in-process, without HTTP.
+trained first with the default recipe, whose run folder holds the model.onnx `serve` reads),
+sends MNIST test digits as PNG uploads from `--clients` threads, and prints errors, requests
+per second, p50/p99 latency, and the server's resident memory before and after (growth should
+stay under 10%). Baseline in the same run: the same requests' prediction alone, in-process,
+without HTTP.
 
 The clients share the machine's cores with the server, so they are kept lean: each holds one
 keep-alive `http.client` connection and sends multipart bodies built once, before timing starts.
@@ -42,12 +43,10 @@ def resident_megabytes(pid: int) -> float:
 
 
 def quick_model(folder: Path) -> Path:
-    from digitlab.inference.export import export_onnx
+    """A fresh run of the default recipe, as `digitlab train` leaves it: with its model.onnx."""
     from digitlab.training.api import train
 
-    run = train("keras-example", epochs=2, runs_dir=str(folder), verbose=0)
-    export_onnx(run.path, run.path / "model.onnx")
-    return run.path
+    return train(runs_dir=str(folder), verbose=0).path
 
 
 def png_bytes(pixels) -> bytes:

@@ -3,9 +3,9 @@
 Run: DIGITLAB_DATA=../shared/data/mnist python bench/serve_soak.py [--model RUN_OR_FILE] [--seconds 300]
      [--clients 8] [--adversarial 0.05]
 
-Starts the server as its own process on a free 127.0.0.1 port (without --model, a quickly
-trained model exported to ONNX, as bench/serve_load.py does). `--clients` threads send MNIST
-test digits as PNG uploads; each request is, with probability `--adversarial`, replaced by one
+Starts the server as its own process on a free 127.0.0.1 port (without --model, a fresh run of
+the default recipe, with its model.onnx, as bench/serve_load.py makes). `--clients` threads send
+MNIST test digits as PNG uploads; each request is, with probability `--adversarial`, replaced by one
 of: a grid of thousands of dots, a decompression bomb (a PNG header claiming 10^10 pixels), a
 malformed body (broken JSON, a multipart body without its image, random bytes), an upload
 aborted halfway, or an upload that stalls (left open, the server must drop it on its own).

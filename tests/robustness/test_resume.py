@@ -128,21 +128,22 @@ def test_a_failing_checkpoint_write_leaves_the_previous_checkpoint(tmp_path, mon
 
 
 def test_a_run_stopped_while_finishing_resumes_and_finishes(learnable_npz, tmp_path, monkeypatch):
-    from digitlab.evaluation import report
+    from digitlab.evaluation import report_process
     from digitlab.training.api import train
 
-    write_report = report.write_report
+    write_report = report_process.write_report
 
-    def stopped(*arguments, **options):
+    def stopped(folder, evaluation, dataset, history, meanwhile, **options):
+        meanwhile()  # the model is saved while the report is drawn
         raise KeyboardInterrupt  # Ctrl-C (or a kill) while the report is being written
 
-    monkeypatch.setattr(report, "write_report", stopped)
+    monkeypatch.setattr(report_process, "write_report", stopped)
     with pytest.raises(KeyboardInterrupt):
         train("tiny-convnet", **options(learnable_npz, tmp_path, epochs=2))
     (folder,) = tmp_path.iterdir()
     assert (folder / "model.keras").is_file() and not (folder / "metrics.json").exists()
 
-    monkeypatch.setattr(report, "write_report", write_report)
+    monkeypatch.setattr(report_process, "write_report", write_report)
     run = train(resume=folder, verbose=0)
     assert (folder / "report.html").is_file() and (folder / "metrics.json").is_file()
     assert len(run.history) == 2 and run.metrics["epochs_run"] == 2

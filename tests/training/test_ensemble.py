@@ -64,6 +64,12 @@ def test_loaded_ensemble_averages_its_members(ensemble, data_npz):
     assert np.allclose(ensemble.predict_probabilities(images), probabilities, atol=1e-6)
     by_file = digitlab.load_model(ensemble.path / ENSEMBLE_FILENAME)
     assert np.allclose(by_file.predict_probabilities(images), probabilities, atol=1e-6)
+    from digitlab.inference.model_files import OnnxModel
+
+    fast = digitlab.load_model(ensemble.path, prefer_onnx=True)  # what the commands read: each member's ONNX copy
+    assert all(isinstance(member, OnnxModel) for member in fast.members)
+    assert np.array_equal(fast.predict(images), classifier.predict(images))
+    assert np.allclose(fast.predict_probabilities(images), probabilities, atol=1e-4)
 
 
 def test_loaded_ensemble_evaluates_and_submits(ensemble, data_npz, tmp_path):

@@ -247,7 +247,7 @@ class _ShardPredictor:
         configure_threads(threads)  # as many threads as CPUs Ray gave this actor
         from digitlab.inference.classifier import load_model
 
-        self.predict = load_model(model, tta=tta).predict_function
+        self.predict = load_model(model, tta=tta, prefer_onnx=True).predict_function
         self.folder = Path(folder)
         self.shards = shards
 
@@ -341,7 +341,7 @@ def predict_sharded(
     elif pending:
         from digitlab.inference.classifier import load_model
 
-        predict = load_model(model, tta=tta).predict_function
+        predict = load_model(model, tta=tta, prefer_onnx=True).predict_function
         for shard in pending:
             predict_shard(shard, predict, folder)
             finished(shard)
