@@ -58,3 +58,14 @@ def test_an_error_while_the_report_is_drawn_stops_the_process_and_is_raised(eval
     with pytest.raises(OSError, match="disk full"):
         report_process.write_report(tmp_path, evaluation, dataset, history, failing, title="x")
     assert process.wait(timeout=30) != 0
+
+
+def test_a_process_that_does_not_finish_in_time_is_stopped_and_the_report_drawn_here(evaluated, tmp_path,
+                                                                                      monkeypatch):
+    evaluation, dataset, history = evaluated
+    monkeypatch.setattr(report_process, "DRAWING_TIMEOUT", 0.01)
+    report_process.start()
+    process = report_process._waiting
+    report_process.write_report(tmp_path, evaluation, dataset, history, title="x")
+    assert process.wait(timeout=30) < 0  # killed
+    assert sorted(path.name for path in tmp_path.iterdir()) == REPORT_FILES

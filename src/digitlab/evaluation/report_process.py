@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["start", "write_report"]
 
+DRAWING_TIMEOUT = 300  # seconds; a report takes a few
 _waiting: subprocess.Popen | None = None
 
 
@@ -76,8 +77,12 @@ def write_report(
         if process is not None:
             process.kill()
         raise
-    if process is not None and process.wait() == 0:
-        return
+    if process is not None:
+        try:
+            if process.wait(timeout=DRAWING_TIMEOUT) == 0:
+                return
+        except subprocess.TimeoutExpired:
+            process.kill()  # stuck: drawn here instead
     from digitlab.evaluation.report import write_report as write_here
 
     write_here(folder, evaluation, dataset, history, **options)
