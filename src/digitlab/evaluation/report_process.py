@@ -1,8 +1,10 @@
 """Drawing a run's report in a process of its own, so that it holds up neither start nor finish.
 
-A training run starts the process first (`start`): it imports matplotlib on one core while the
-run imports TensorFlow on the other, then waits. When training ends, the run hands it the report
-to draw (`write_report`) and saves its model while the pictures are drawn. The process is plain
+`digitlab train` starts the process first (`start`): it imports matplotlib on one core while the
+command imports TensorFlow on the other, then waits. When training ends, the run hands it the
+report to draw (`write_report`) and saves its model while the pictures are drawn. Runs started
+otherwise (from Python, ensemble members and sweep trials on Ray) find no process waiting and
+draw their report themselves. The process is plain
 `python -m digitlab.evaluation.report_process` reading one pickled request on standard input, not
 multiprocessing, so a user's script is never imported again in it. Should it fail for any reason
 (it could not start, digitlab is not importable there, a full disk), the report is written in this

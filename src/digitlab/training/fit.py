@@ -390,9 +390,6 @@ def _train(
     callbacks: list | None,
     held: Mapping[str, Dataset] | None = None,
 ) -> Run:
-    from digitlab.evaluation import report_process
-
-    report_process.start()  # it loads matplotlib while this process loads TensorFlow
     from digitlab import models
     from digitlab.inference.export import save_run_model
     from digitlab.training import pipeline, schedules
