@@ -360,10 +360,11 @@ def save_run_model(model: keras.Model, folder: str | Path, check_data: np.ndarra
     and the run keeps only `model.keras`, which every command still reads, with TensorFlow.
     """
     folder = Path(folder)
-    write_file(folder / modelio.MODEL_FILENAME, lambda temporary: keras_models.save_model(model, temporary),
-               force=True)
+    native = keras_models.keras_native_model(model)  # made once, for both files
+    write_file(folder / modelio.MODEL_FILENAME, lambda temporary: native.save(temporary), force=True)
     try:
-        write_onnx_copy(model, folder, check_data)
+        _check_converter_installed()
+        _write_native_onnx_copy(native, folder, check_data)
     except ExportError as error:
         message = f"note: no {modelio.ONNX_FILENAME} in {folder}: {error}; predict and serve will read " \
                   f"{modelio.MODEL_FILENAME}, with TensorFlow"
@@ -380,8 +381,11 @@ def write_onnx_copy(model: keras.Model, folder: str | Path, check_data: np.ndarr
     or the model cannot be converted; the run stays usable through `model.keras`.
     """
     _check_converter_installed()
-    folder = Path(folder)
-    native = keras_models.keras_native_model(model)  # Keras' own layers, as model.keras holds them
+    # Keras' own layers, as model.keras holds them
+    return _write_native_onnx_copy(keras_models.keras_native_model(model), Path(folder), check_data)
+
+
+def _write_native_onnx_copy(native: keras.Model, folder: Path, check_data: np.ndarray | Dataset | None) -> Path:
     return _exported(native, folder / modelio.MODEL_FILENAME, folder / modelio.ONNX_FILENAME, _FORMATS["onnx"],
                      _sample_images(check_data), force=True)
 

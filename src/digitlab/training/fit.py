@@ -107,15 +107,20 @@ def prepare_data(config: TrainingConfig, offline: bool = False, held: Mapping[st
     return Splits(train, validation, test)
 
 
+def _each_once(datasets: Mapping[str, Dataset], compute) -> dict[str, Any]:
+    """`compute(dataset)` by name; a dataset given under two names is computed once."""
+    done: dict[int, Any] = {}
+    for dataset in datasets.values():
+        if id(dataset) not in done:
+            done[id(dataset)] = compute(dataset)
+    return {name: done[id(dataset)] for name, dataset in datasets.items()}
+
+
 def _evaluations(model, datasets: Mapping[str, Dataset]) -> dict[str, Any]:
     """Each dataset's evaluation by name; a dataset given under two names is evaluated once."""
     from digitlab.evaluation.metrics import evaluate
 
-    done: dict[int, Any] = {}
-    for dataset in datasets.values():
-        if id(dataset) not in done:
-            done[id(dataset)] = evaluate(model, dataset)
-    return {name: done[id(dataset)] for name, dataset in datasets.items()}
+    return _each_once(datasets, lambda dataset: evaluate(model, dataset))
 
 
 
@@ -137,23 +142,17 @@ def _evaluate_and_calibrate(model, labelled: Mapping[str, Dataset], validation: 
     if calibration.final_softmax_layer(model) is None:
         evaluations = _evaluations(model, labelled)
         return evaluations, evaluations, None
-    logits: dict[int, np.ndarray] = {}
-    for dataset in labelled.values():
-        if id(dataset) not in logits:
-            logits[id(dataset)] = calibration.logits(model, dataset.images)
+    logits = _each_once(labelled, lambda dataset: calibration.logits(model, dataset.images))
 
     def evaluations(temperature: float) -> dict[str, Any]:
-        done: dict[int, Any] = {}
-        for dataset in labelled.values():
-            if id(dataset) not in done:
-                probabilities = calibration.softmax(logits[id(dataset)], temperature).astype(np.float32)
-                done[id(dataset)] = Evaluation(probabilities, dataset.labels)
-        return {name: done[id(dataset)] for name, dataset in labelled.items()}
+        return {name: Evaluation(calibration.softmax(logits[name], temperature).astype(np.float32), dataset.labels)
+                for name, dataset in labelled.items()}
 
     uncalibrated = evaluations(1.0)
     if validation is None:
         return uncalibrated, uncalibrated, None
-    temperature = calibration.fit_temperature(logits[id(validation)], validation.labels)
+    validation_name = next(name for name, dataset in labelled.items() if dataset is validation)
+    temperature = calibration.fit_temperature(logits[validation_name], validation.labels)
     calibration.apply_temperature(model, temperature)
     return uncalibrated, evaluations(temperature), temperature
 
